@@ -1,0 +1,67 @@
+"""The ``bedside`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+
+import uvicorn
+
+from app.logs import configure_logging
+from app.settings import Settings
+
+
+def create_app_from_environment():  # type: ignore[no-untyped-def]
+    """Uvicorn factory: settings from the environment, JSON logs configured (one per worker)."""
+    from app.factory import create_app
+
+    settings = Settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)
+
+
+def serve(args: argparse.Namespace) -> int:
+    settings = Settings()
+    configure_logging(settings.log_level)
+    if settings.insecure_dev_auth:
+        from app.factory import INSECURE_WARNING
+
+        logging.getLogger("bedside").warning(INSECURE_WARNING)
+    uvicorn.run(
+        "app.cli:create_app_from_environment",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        access_log=False,
+        log_config=None,
+        proxy_headers=args.proxy_headers,
+        forwarded_allow_ips=args.forwarded_allow_ips,
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bedside", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve_parser = commands.add_parser("serve", help="start the service (uvicorn)")
+    serve_parser.add_argument("--host", default="127.0.0.1")
+    serve_parser.add_argument("--port", type=int, default=8000)
+    serve_parser.add_argument("--workers", type=int, default=1)
+    serve_parser.add_argument(
+        "--proxy-headers", action="store_true", help="trust X-Forwarded-* from the proxies below"
+    )
+    serve_parser.add_argument("--forwarded-allow-ips", default="127.0.0.1")
+    serve_parser.set_defaults(run=serve)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.run(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

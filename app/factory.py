@@ -1,0 +1,174 @@
+"""The app factory: ``create_app(settings)`` builds a fully wired, independent app."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from sqlalchemy.engine import Engine
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import Receive, Scope, Send
+
+from app.health import router as health_router
+from app.logs import quiet_http_loggers
+from app.metrics import Metrics
+from app.middleware import BodyLimitMiddleware, BodyTooLarge, ObservabilityMiddleware
+from app.settings import Settings
+from app.store.database import create_tables, make_engine
+from app.store.feedback import SqlFeedbackStore
+from app.store.replay import SqlReplayGuard
+from cds_hooks.auth.clients import TrustedClient, load_trusted_clients
+from cds_hooks.auth.jwks import JwksCache
+from cds_hooks.auth.verifier import Authenticator, InsecureDevAuthenticator, JwtAuthenticator
+from cds_hooks.errors import ProtocolError, issue, operation_outcome
+from cds_hooks.registry import ServiceRegistry
+from cds_hooks.responses import FhirJsonResponse, JsonResponse
+from cds_hooks.router import AuthenticationFailed, CdsRuntime, unauthorized_response
+from cds_hooks.router import router as cds_router
+
+log = logging.getLogger(__name__)
+
+INSECURE_WARNING = (
+    "BEDSIDE_INSECURE_DEV_AUTH is ON: every request is accepted without a signed JWT. "
+    "Use this for local trials only, never with real patients."
+)
+
+
+def create_app(
+    settings: Settings | None = None, registry: ServiceRegistry | None = None
+) -> FastAPI:
+    """Build the service. ``registry`` defaults to the services of the configured model packages."""
+    settings = settings or Settings()
+    registry = registry if registry is not None else ServiceRegistry()
+    quiet_http_loggers()
+    engine = make_engine(settings.database_url)
+    metrics = Metrics.create()
+    clients = _trusted_clients(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.insecure_dev_auth:
+            log.warning(INSECURE_WARNING)
+        create_tables(engine)
+        limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+        async with httpx.AsyncClient(limits=limits, follow_redirects=False) as http:
+            app.state.cds = CdsRuntime(
+                registry=registry,
+                authenticator=_authenticator(settings, clients, http, engine),
+                feedback_store=SqlFeedbackStore(engine),
+                http=http,
+                public_base=settings.public_base,
+                fhir_budget_seconds=settings.fhir_budget_seconds,
+                fhir_max_pages=settings.fhir_max_pages,
+            )
+            yield
+        engine.dispose()
+
+    app = FastAPI(
+        title="Bedside",
+        summary="CDS Hooks risk cards with SHAP explanations, audited for safety officers.",
+        version="0.1.0",
+        lifespan=lifespan,
+        default_response_class=JsonResponse,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.metrics = metrics
+    app.include_router(cds_router)
+    app.include_router(health_router)
+    _install_error_handlers(app)
+
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=settings.max_body_bytes, reject=_too_large_asgi
+    )
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type"],
+            max_age=600,
+        )
+    app.add_middleware(
+        ObservabilityMiddleware,
+        metrics=metrics,
+        is_known_service=lambda sid: registry.get(sid) is not None,
+    )
+    return app
+
+
+def _trusted_clients(settings: Settings) -> dict[str, TrustedClient]:
+    if settings.clients_file is None:
+        if not settings.insecure_dev_auth:
+            log.warning("BEDSIDE_CLIENTS_FILE is not set: every CDS call will be refused (401)")
+        return {}
+    return load_trusted_clients(settings.clients_file)
+
+
+def _authenticator(
+    settings: Settings,
+    clients: dict[str, TrustedClient],
+    http: httpx.AsyncClient,
+    engine: Engine,
+) -> Authenticator:
+    if settings.insecure_dev_auth:
+        return InsecureDevAuthenticator()
+    jwks = JwksCache(
+        http, ttl=settings.jwks_cache_seconds, min_refresh=settings.jwks_min_refresh_seconds
+    )
+    return JwtAuthenticator(
+        clients,
+        jwks,
+        SqlReplayGuard(engine),
+        leeway=settings.jwt_leeway_seconds,
+        max_lifetime=settings.jwt_max_lifetime_seconds,
+    )
+
+
+def _outcome_response(status_code: int, issues: list[dict[str, object]]) -> FhirJsonResponse:
+    return FhirJsonResponse(operation_outcome(issues), status_code=status_code)
+
+
+async def _too_large_asgi(scope: Scope, receive: Receive, send: Send) -> None:
+    response = _outcome_response(413, [issue("request body too large", code="too-long")])
+    await response(scope, receive, send)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ProtocolError)
+    async def protocol_error(_request: Request, error: ProtocolError) -> Response:
+        return _outcome_response(error.status_code, error.issues)
+
+    @app.exception_handler(AuthenticationFailed)
+    async def authentication_failed(_request: Request, _error: AuthenticationFailed) -> Response:
+        return unauthorized_response()
+
+    @app.exception_handler(BodyTooLarge)
+    async def body_too_large(_request: Request, _error: BodyTooLarge) -> Response:
+        return _outcome_response(413, [issue("request body too large", code="too-long")])
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, error: RequestValidationError) -> Response:
+        issues = [
+            issue(str(detail.get("msg", "invalid")), expression=".".join(map(str, detail["loc"])))
+            for detail in error.errors()
+        ]
+        return _outcome_response(400, issues)
+
+    @app.exception_handler(404)
+    async def not_found(_request: Request, _error: Exception) -> Response:
+        return _outcome_response(404, [issue("no such endpoint", code="not-found")])
+
+    @app.exception_handler(405)
+    async def method_not_allowed(_request: Request, _error: Exception) -> Response:
+        return _outcome_response(405, [issue("method not allowed", code="not-supported")])
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, error: Exception) -> Response:
+        log.error("unhandled error", exc_info=error)
+        return _outcome_response(500, [issue("internal error", code="exception", severity="fatal")])

@@ -1,0 +1,40 @@
+"""Liveness, readiness and metrics endpoints for orchestrators and Prometheus."""
+
+from __future__ import annotations
+
+import anyio
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from app.store.database import ping
+from cds_hooks.responses import JsonResponse
+
+router = APIRouter(tags=["Operations"])
+
+
+@router.get("/healthz", summary="Liveness: the process answers")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Readiness: database reachable and model packages loaded")
+async def readyz(request: Request) -> JsonResponse:
+    state = request.app.state
+    database_ok = await anyio.to_thread.run_sync(ping, state.engine)
+    runtime = getattr(state, "cds", None)
+    checks = {
+        "database": "ok" if database_ok else "unreachable",
+        "started": runtime is not None,
+        "services": len(runtime.registry) if runtime is not None else 0,
+    }
+    ready = database_ok and runtime is not None
+    return JsonResponse(
+        {"status": "ready" if ready else "not ready", "checks": checks},
+        status_code=200 if ready else 503,
+    )
+
+
+@router.get("/metrics", summary="Prometheus metrics")
+async def metrics(request: Request) -> Response:
+    return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)

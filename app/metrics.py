@@ -1,0 +1,54 @@
+"""Prometheus metrics, one registry per app so that tests can build several apps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry
+    requests: Counter
+    request_seconds: Histogram
+    service_seconds: Histogram
+    service_errors: Counter
+
+    @classmethod
+    def create(cls) -> Metrics:
+        registry = CollectorRegistry()
+        return cls(
+            registry=registry,
+            requests=Counter(
+                "bedside_http_requests",
+                "HTTP requests by route template and status.",
+                ["method", "route", "status"],
+                registry=registry,
+            ),
+            request_seconds=Histogram(
+                "bedside_http_request_duration_seconds",
+                "HTTP request latency by route template.",
+                ["route"],
+                buckets=LATENCY_BUCKETS,
+                registry=registry,
+            ),
+            service_seconds=Histogram(
+                "bedside_cds_service_duration_seconds",
+                "Latency of CDS service calls by service.",
+                ["service"],
+                buckets=LATENCY_BUCKETS,
+                registry=registry,
+            ),
+            service_errors=Counter(
+                "bedside_cds_service_errors",
+                "CDS service calls that did not answer 200, by service and status.",
+                ["service", "status"],
+                registry=registry,
+            ),
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

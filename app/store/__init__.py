@@ -1,0 +1,1 @@
+"""Persistence: the database engine and the tables the service writes."""

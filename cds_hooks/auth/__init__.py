@@ -1,0 +1,1 @@
+"""CDS client authentication: JWTs signed by trusted clients, verified against their JWKS."""

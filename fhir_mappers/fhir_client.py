@@ -1,0 +1,106 @@
+"""A minimal async FHIR REST client for one hook call: bearer token, deadline, page following.
+
+The access token lives only in this object for the duration of the call; it is never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import orjson
+
+FHIR_JSON = "application/fhir+json"
+
+
+class FhirFetchError(Exception):
+    """A FHIR request failed. The message names no URL (URLs carry patient ids)."""
+
+
+class FhirClient:
+    """Reads from one FHIR server within a wall-clock deadline (``loop.time()`` based)."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        base_url: str,
+        *,
+        access_token: str | None,
+        deadline: float,
+        max_pages: int,
+    ) -> None:
+        self._http = http
+        self._base = base_url.rstrip("/")
+        self._headers = {"Accept": FHIR_JSON}
+        if access_token:
+            self._headers["Authorization"] = f"Bearer {access_token}"
+        self._deadline = deadline
+        self._max_pages = max_pages
+
+    async def get(self, relative: str) -> dict[str, Any]:
+        """Read ``{base}/{relative}``; searchsets come back with every page merged in."""
+        resource = await self._get_url(f"{self._base}/{relative.lstrip('/')}")
+        if resource.get("resourceType") == "Bundle":
+            return await self.complete(resource)
+        return resource
+
+    async def complete(self, bundle: dict[str, Any]) -> dict[str, Any]:
+        """Follow ``next`` links of a searchset and merge the entries into one Bundle."""
+        next_url = next_link(bundle)
+        if next_url is None:
+            return bundle
+        entries = list(bundle.get("entry") or [])
+        pages = 1
+        while next_url is not None:
+            if pages >= self._max_pages:
+                raise FhirFetchError(f"searchset has more than {self._max_pages} pages")
+            self._check_same_server(next_url)
+            page = await self._get_url(next_url)
+            if page.get("resourceType") != "Bundle":
+                raise FhirFetchError("a searchset page is not a Bundle")
+            entries.extend(page.get("entry") or [])
+            next_url = next_link(page)
+            pages += 1
+        merged = {key: value for key, value in bundle.items() if key not in ("link", "entry")}
+        merged["entry"] = entries
+        merged["total"] = len(entries)
+        return merged
+
+    def _check_same_server(self, url: str) -> None:
+        """Never send the EHR's token anywhere but its own FHIR server."""
+        base, target = urlsplit(self._base), urlsplit(url)
+        same_origin = (base.scheme, base.netloc) == (target.scheme, target.netloc)
+        if not same_origin or not target.path.startswith(base.path):
+            raise FhirFetchError("a next link points outside fhirServer")
+
+    async def _get_url(self, url: str) -> dict[str, Any]:
+        remaining = self._deadline - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            raise FhirFetchError("FHIR latency budget exhausted")
+        try:
+            response = await self._http.get(url, headers=self._headers, timeout=remaining)
+        except httpx.TimeoutException:
+            raise FhirFetchError("FHIR server timed out") from None
+        except httpx.HTTPError as error:
+            raise FhirFetchError(f"FHIR server unreachable ({type(error).__name__})") from None
+        if response.status_code != 200:
+            raise FhirFetchError(f"FHIR server answered {response.status_code}")
+        try:
+            resource = orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            raise FhirFetchError("FHIR server answered something that is not JSON") from None
+        if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+            raise FhirFetchError("FHIR server answered something that is not a resource")
+        if resource["resourceType"] == "OperationOutcome":
+            raise FhirFetchError("FHIR server answered an OperationOutcome")
+        return resource
+
+
+def next_link(bundle: dict[str, Any]) -> str | None:
+    """The ``next`` page URL of a Bundle, if any."""
+    for link in bundle.get("link") or []:
+        if isinstance(link, dict) and link.get("relation") == "next" and link.get("url"):
+            return str(link["url"])
+    return None
