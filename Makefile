@@ -1,0 +1,34 @@
+# One command for everything a developer does. Each target creates .venv when it is missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
+
+.PHONY: install serve test test-postgres lint format ci
+
+$(BIN)/bedside: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+install: $(BIN)/bedside
+
+serve: install
+	BEDSIDE_INSECURE_DEV_AUTH=true $(BIN)/bedside serve
+
+test: install
+	$(BIN)/python -m pytest
+
+test-postgres: install
+	BEDSIDE_TEST_DATABASE_URL=$(POSTGRES_URL) $(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+ci:
+	bash .ci/run
