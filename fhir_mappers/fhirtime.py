@@ -1,0 +1,52 @@
+"""FHIR date and dateTime values as aware datetimes (partial dates allowed)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+
+_PARTIAL_DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
+
+
+@lru_cache(maxsize=65536)
+def parse_fhir_datetime(value: str) -> datetime | None:
+    """Parse a FHIR date/dateTime/instant; None when it is not one.
+
+    Partial dates (``2019``, ``2019-03``, ``2019-03-04``) become the start of that period in UTC,
+    and a time without an offset is taken as UTC (FHIR requires an offset when time is given).
+    """
+    if not isinstance(value, str):
+        return None
+    match = _PARTIAL_DATE.match(value)
+    if match:
+        year, month, day = match.groups()
+        try:
+            return datetime(int(year), int(month or 1), int(day or 1), tzinfo=UTC)
+        except ValueError:
+            return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    return parsed
+
+
+def end_of_partial(value: str) -> datetime | None:
+    """The last instant covered by a partial date (``2019-03`` → end of March 2019)."""
+    start = parse_fhir_datetime(value)
+    if start is None:
+        return None
+    match = _PARTIAL_DATE.match(value)
+    if not match:
+        return start
+    _, month, day = match.groups()
+    if day:
+        return start + timedelta(days=1) - timedelta(microseconds=1)
+    if month:
+        next_month = datetime(start.year + start.month // 12, start.month % 12 + 1, 1, tzinfo=UTC)
+        return next_month - timedelta(microseconds=1)
+    return datetime(start.year + 1, 1, 1, tzinfo=UTC) - timedelta(microseconds=1)
+
