@@ -9,8 +9,7 @@ from functools import lru_cache
 _PARTIAL_DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
 
 
-@lru_cache(maxsize=65536)
-def parse_fhir_datetime(value: str) -> datetime | None:
+def parse_fhir_datetime(value: object) -> datetime | None:
     """Parse a FHIR date/dateTime/instant; None when it is not one.
 
     Partial dates (``2019``, ``2019-03``, ``2019-03-04``) become the start of that period in UTC,
@@ -18,6 +17,11 @@ def parse_fhir_datetime(value: str) -> datetime | None:
     """
     if not isinstance(value, str):
         return None
+    return _parse(value)
+
+
+@lru_cache(maxsize=65536)
+def _parse(value: str) -> datetime | None:
     match = _PARTIAL_DATE.match(value)
     if match:
         year, month, day = match.groups()
@@ -43,10 +47,14 @@ def end_of_partial(value: str) -> datetime | None:
     if not match:
         return start
     _, month, day = match.groups()
-    if day:
-        return start + timedelta(days=1) - timedelta(microseconds=1)
-    if month:
-        next_month = datetime(start.year + start.month // 12, start.month % 12 + 1, 1, tzinfo=UTC)
-        return next_month - timedelta(microseconds=1)
-    return datetime(start.year + 1, 1, 1, tzinfo=UTC) - timedelta(microseconds=1)
-
+    try:
+        if day:
+            return start + timedelta(days=1) - timedelta(microseconds=1)
+        if month:
+            next_month = datetime(
+                start.year + start.month // 12, start.month % 12 + 1, 1, tzinfo=UTC
+            )
+            return next_month - timedelta(microseconds=1)
+        return datetime(start.year + 1, 1, 1, tzinfo=UTC) - timedelta(microseconds=1)
+    except (OverflowError, ValueError):
+        return datetime.max.replace(tzinfo=UTC)

@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Self
+from typing import Annotated, Any, Self
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+
+
+def _http_url(value: str) -> str:
+    """Kept verbatim (a jku must match it exactly), but it must be an absolute http(s) URL."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"{value!r} is not an absolute http(s) URL")
+    return value
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
 
 
 class TrustedClient(BaseModel):
@@ -16,10 +28,10 @@ class TrustedClient(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     iss: str = Field(min_length=1)
-    jwks_url: str | None = None
+    jwks_url: HttpUrl | None = None
     jwks: dict[str, Any] | None = None
     tenant: str | None = None
-    allowed_jku: tuple[str, ...] = Field(
+    allowed_jku: tuple[HttpUrl, ...] = Field(
         default=(), description="jku header values trusted for this issuer."
     )
 

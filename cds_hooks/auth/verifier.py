@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -24,7 +25,7 @@ class ReplayGuard(Protocol):
     """Remembers token ids until they expire; shared by every worker of a deployment."""
 
     async def first_use(self, iss: str, jti: str, expires_at: datetime) -> bool:
-        """Record ``jti`` of ``iss``; False when it was seen before."""
+        """Record ``jti`` of ``iss`` until ``expires_at``; False when it was seen before."""
         ...
 
 
@@ -33,7 +34,12 @@ class Authenticator(Protocol):
 
 
 class JwtAuthenticator:
-    """Verifies the bearer JWT of every call against the allow-listed clients."""
+    """Verifies the bearer JWT of every call against the allow-listed clients.
+
+    PyJWT checks the signature (refusing short RSA keys), ``iss`` and ``aud``; the time claims
+    are checked here against ``clock`` so that every time rule (leeway, longest lifetime,
+    replay memory) uses one clock.
+    """
 
     def __init__(
         self,
@@ -55,14 +61,10 @@ class JwtAuthenticator:
     async def authenticate(self, authorization: str | None, audience: str) -> ClientIdentity:
         """The caller's identity, or :class:`Unauthorized` (whose message is for logs only)."""
         token = _bearer_token(authorization)
-        try:
-            header = jwt.get_unverified_header(token)
-            unverified = jwt.decode(token, options={"verify_signature": False})
-        except jwt.PyJWTError as error:
-            raise Unauthorized(f"undecodable token: {type(error).__name__}") from None
+        header, unverified = _unverified_parts(token)
         algorithm = header.get("alg")
-        if algorithm not in ALLOWED_ALGORITHMS:
-            raise Unauthorized(f"algorithm {algorithm!r} not allowed")
+        if not isinstance(algorithm, str) or algorithm not in ALLOWED_ALGORITHMS:
+            raise Unauthorized(f"algorithm {algorithm!r:.20} not allowed")
         if header.get("typ") not in (None, "JWT", "jwt"):
             raise Unauthorized("typ is not JWT")
         issuer = unverified.get("iss")
@@ -72,13 +74,18 @@ class JwtAuthenticator:
 
         jwk = await self._signing_key(client, header)
         claims = self._verify(token, jwk, algorithm, client, audience)
+        expires = self._check_times(claims)
+        jti = _jti(claims)
+        tenant = _optional_text(claims, "tenant")
+        subject = _optional_text(claims, "sub")
+        if client.tenant is not None and tenant != client.tenant:
+            raise Unauthorized("tenant mismatch")
 
-        expires_at = datetime.fromtimestamp(claims["exp"], tz=UTC)
-        if not await self._replay_guard.first_use(client.iss, str(claims["jti"]), expires_at):
+        # Remembered for as long as the token could still pass the expiry check.
+        remember_until = datetime.fromtimestamp(expires + self._leeway, tz=UTC)
+        if not await self._replay_guard.first_use(client.iss, jti, remember_until):
             raise Unauthorized("jti replayed")
-        return ClientIdentity(
-            iss=client.iss, tenant=claims.get("tenant"), subject=claims.get("sub")
-        )
+        return ClientIdentity(iss=client.iss, tenant=tenant, subject=subject)
 
     async def _signing_key(self, client: TrustedClient, header: dict[str, Any]) -> dict[str, Any]:
         kid = header.get("kid")
@@ -111,17 +118,31 @@ class JwtAuthenticator:
                 algorithms=[algorithm],
                 audience=_audiences(audience),
                 issuer=client.iss,
-                leeway=self._leeway,
-                options={"require": REQUIRED_CLAIMS, "verify_iat": True},
+                options={
+                    "require": REQUIRED_CLAIMS,
+                    "verify_exp": False,
+                    "verify_iat": False,
+                    "verify_nbf": False,
+                    "enforce_minimum_key_length": True,
+                },
             )
         except (jwt.PyJWTError, ValueError, TypeError) as error:
             raise Unauthorized(f"token rejected: {type(error).__name__}") from None
-        now = self._clock()
-        if claims["exp"] - now > self._max_lifetime + self._leeway:
-            raise Unauthorized("token lifetime too long")
-        if client.tenant is not None and claims.get("tenant") != client.tenant:
-            raise Unauthorized("tenant mismatch")
         return claims
+
+    def _check_times(self, claims: dict[str, Any]) -> float:
+        """Check ``exp``, ``iat`` and ``nbf`` (with leeway) and the lifetime; returns ``exp``."""
+        now = self._clock()
+        expires = _numeric_date(claims, "exp")
+        if expires <= now - self._leeway:
+            raise Unauthorized("token expired")
+        if expires > now + self._max_lifetime + self._leeway:
+            raise Unauthorized("token lifetime too long")
+        if _numeric_date(claims, "iat") > now + self._leeway:
+            raise Unauthorized("iat in the future")
+        if "nbf" in claims and _numeric_date(claims, "nbf") > now + self._leeway:
+            raise Unauthorized("token not yet valid (nbf)")
+        return expires
 
 
 def _bearer_token(authorization: str | None) -> str:
@@ -131,6 +152,38 @@ def _bearer_token(authorization: str | None) -> str:
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("not a bearer token")
     return token.strip()
+
+
+def _unverified_parts(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Header and claims before any check: only to pick the client and its key."""
+    try:
+        header = jwt.get_unverified_header(token)
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError as error:
+        raise Unauthorized(f"undecodable token: {type(error).__name__}") from None
+    return header, claims
+
+
+def _numeric_date(claims: dict[str, Any], name: str) -> float:
+    """A JSON number of seconds (RFC 7519 NumericDate); strings, booleans and infinities fail."""
+    value = claims.get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise Unauthorized(f"{name} is not a NumericDate")
+    return float(value)
+
+
+def _jti(claims: dict[str, Any]) -> str:
+    jti = claims.get("jti")
+    if not isinstance(jti, str) or not jti:
+        raise Unauthorized("jti is not a non-empty string")
+    return jti
+
+
+def _optional_text(claims: dict[str, Any], name: str) -> str | None:
+    value = claims.get(name)
+    if value is not None and not isinstance(value, str):
+        raise Unauthorized(f"{name} is not a string")
+    return value
 
 
 def _key_urls(client: TrustedClient, jku: object) -> Iterable[str]:

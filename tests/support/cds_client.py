@@ -43,7 +43,9 @@ class CdsTestClient:
             all_headers["Authorization"] = f"Bearer {self.token(url)}"
         response = self.http.request(method, url, json=json, content=content, headers=all_headers)
         if validate:
-            validate_response(path, method, response.status_code, response.content, response.headers)
+            validate_response(
+                path, method, response.status_code, response.content, response.headers
+            )
         return response
 
     def discovery(self, **kwargs: Any) -> httpx.Response:

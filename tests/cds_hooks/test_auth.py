@@ -1,0 +1,618 @@
+"""What a CDS client's JWT must satisfy: JwtAuthenticator, JwksCache and the replay memory."""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from pydantic import ValidationError
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from app.store.database import create_tables, make_engine
+from app.store.replay import SeenToken, SqlReplayGuard
+from cds_hooks.auth.clients import TrustedClient, load_trusted_clients, parse_trusted_clients
+from cds_hooks.auth.identity import ClientIdentity, Unauthorized
+from cds_hooks.auth.jwks import JwksCache, index_keys
+from cds_hooks.auth.verifier import JwtAuthenticator, ReplayGuard
+from tests.conftest import TEST_ISSUER, JwksServer
+from tests.support.keys import SigningKey, client_claims, jwks
+from tests.support.servers import serve_on_loopback
+
+pytestmark = pytest.mark.anyio
+
+BASE = "https://bedside.example.org"
+DISCOVERY_URL = f"{BASE}/cds-services"
+SERVICE_URL = f"{BASE}/cds-services/risk"
+NOW = int(time.time())
+LEEWAY = 5
+MAX_LIFETIME = 3600
+MIN_REFRESH = 30.0
+ACCEPTED = "accepted"
+
+
+class FakeClock:
+    """A clock that moves only when a test says so."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+MakeAuthenticator = Callable[..., JwtAuthenticator]
+
+
+@functools.cache
+def key_for(algorithm: str) -> SigningKey:
+    """One key per algorithm for the whole module (RSA keys are slow to generate)."""
+    return SigningKey(algorithm)
+
+
+def claims(**overrides: Any) -> dict[str, Any]:
+    """A CDS client's claims for the service URL, issued at ``NOW``."""
+    return {**client_claims(TEST_ISSUER, SERVICE_URL), "iat": NOW, "exp": NOW + 300, **overrides}
+
+
+def without(values: dict[str, Any], name: str) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if key != name}
+
+
+def bearer(key: SigningKey, token_claims: dict[str, Any] | None = None, **headers: Any) -> str:
+    return f"Bearer {key.sign(claims() if token_claims is None else token_claims, **headers)}"
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def b64url_json(value: dict[str, Any]) -> str:
+    return b64url(json.dumps(value).encode())
+
+
+def hs256_token(secret: bytes, header: dict[str, Any], token_claims: dict[str, Any]) -> str:
+    """A token HMAC-signed by hand (PyJWT refuses to use a public key as an HMAC secret)."""
+    signing_input = f"{b64url_json(header)}.{b64url_json(token_claims)}"
+    signature = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{b64url(signature)}"
+
+
+async def outcome(
+    authenticator: JwtAuthenticator, authorization: str | None, audience: str = SERVICE_URL
+) -> str:
+    """``ACCEPTED``, or the (log-only) reason of the refusal."""
+    try:
+        await authenticator.authenticate(authorization, audience)
+    except Unauthorized as reason:
+        return str(reason)
+    return ACCEPTED
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    create_tables(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient() as client:
+        yield client
+
+
+@pytest.fixture
+def jwks_clock() -> FakeClock:
+    return FakeClock(1_000.0)
+
+
+@pytest.fixture
+def client(jwks_server: JwksServer) -> TrustedClient:
+    return TrustedClient(iss=TEST_ISSUER, jwks_url=jwks_server.url)
+
+
+@pytest.fixture
+def make_authenticator(
+    engine: Engine, http: httpx.AsyncClient, jwks_clock: FakeClock
+) -> MakeAuthenticator:
+    """Authenticators for given clients, with a fixed clock at ``NOW`` unless told otherwise."""
+
+    def make(
+        *clients: TrustedClient,
+        replay_guard: ReplayGuard | None = None,
+        clock: Callable[[], float] = lambda: NOW,
+    ) -> JwtAuthenticator:
+        cache = JwksCache(http, ttl=3600, min_refresh=MIN_REFRESH, clock=jwks_clock)
+        return JwtAuthenticator(
+            {client.iss: client for client in clients},
+            cache,
+            replay_guard or SqlReplayGuard(engine),
+            leeway=LEEWAY,
+            max_lifetime=MAX_LIFETIME,
+            clock=clock,
+        )
+
+    return make
+
+
+@pytest.fixture
+def authenticator(make_authenticator: MakeAuthenticator, client: TrustedClient) -> JwtAuthenticator:
+    return make_authenticator(client)
+
+
+@pytest.fixture
+def second_jwks_server() -> Iterator[JwksServer]:
+    server = JwksServer()
+    with serve_on_loopback(server.app()) as base_url:
+        server.url = f"{base_url}/jwks"
+        yield server
+
+
+@pytest.mark.parametrize("algorithm", ["ES384", "RS384", "ES256", "RS256"])
+async def test_valid_token_is_accepted_and_identifies_the_client(
+    algorithm: str, jwks_server: JwksServer, make_authenticator: MakeAuthenticator
+) -> None:
+    key = key_for(algorithm)
+    jwks_server.keys = [key]
+    client = TrustedClient(iss=TEST_ISSUER, jwks_url=jwks_server.url, tenant="north")
+    token_claims = claims(tenant="north", sub="Practitioner/7", nbf=NOW)
+
+    identity = await make_authenticator(client).authenticate(bearer(key, token_claims), SERVICE_URL)
+
+    assert identity == ClientIdentity(iss=TEST_ISSUER, tenant="north", subject="Practitioner/7")
+
+
+@pytest.mark.parametrize(
+    ("exp_offset", "expected"),
+    [(-2, ACCEPTED), (-LEEWAY, "token expired"), (-60, "token expired")],
+)
+async def test_expired_token_is_refused_beyond_the_leeway(
+    exp_offset: int, expected: str, authenticator: JwtAuthenticator, signing_key: SigningKey
+) -> None:
+    token_claims = claims(iat=NOW - 120, exp=NOW + exp_offset)
+    assert await outcome(authenticator, bearer(signing_key, token_claims)) == expected
+
+
+@pytest.mark.parametrize(
+    ("iat_offset", "expected"), [(1, ACCEPTED), (2, ACCEPTED), (60, "iat in the future")]
+)
+async def test_iat_slightly_in_the_future_is_accepted_but_far_future_refused(
+    iat_offset: int, expected: str, authenticator: JwtAuthenticator, signing_key: SigningKey
+) -> None:
+    token_claims = claims(iat=NOW + iat_offset)
+    assert await outcome(authenticator, bearer(signing_key, token_claims)) == expected
+
+
+@pytest.mark.parametrize(
+    ("nbf_offset", "expected"), [(-1, ACCEPTED), (60, "token not yet valid (nbf)")]
+)
+async def test_nbf_in_the_future_is_refused(
+    nbf_offset: int, expected: str, authenticator: JwtAuthenticator, signing_key: SigningKey
+) -> None:
+    token_claims = claims(nbf=NOW + nbf_offset)
+    assert await outcome(authenticator, bearer(signing_key, token_claims)) == expected
+
+
+@pytest.mark.parametrize(
+    ("lifetime", "expected"),
+    [
+        (MAX_LIFETIME, ACCEPTED),
+        (MAX_LIFETIME + LEEWAY + 1, "token lifetime too long"),
+        (365 * 24 * 3600, "token lifetime too long"),
+    ],
+)
+async def test_exp_further_than_the_max_lifetime_is_refused(
+    lifetime: int, expected: str, authenticator: JwtAuthenticator, signing_key: SigningKey
+) -> None:
+    token_claims = claims(exp=NOW + lifetime)
+    assert await outcome(authenticator, bearer(signing_key, token_claims)) == expected
+
+
+@pytest.mark.parametrize(
+    ("token_aud", "called_url", "expected"),
+    [
+        (SERVICE_URL + "/", SERVICE_URL, ACCEPTED),
+        (SERVICE_URL, SERVICE_URL + "/", ACCEPTED),
+        ("https://other.example.org/cds-services/risk", SERVICE_URL, "InvalidAudienceError"),
+        (DISCOVERY_URL, SERVICE_URL, "InvalidAudienceError"),
+        (SERVICE_URL, SERVICE_URL + "/feedback", "InvalidAudienceError"),
+    ],
+)
+async def test_aud_must_be_the_called_url_give_or_take_a_trailing_slash(
+    token_aud: str,
+    called_url: str,
+    expected: str,
+    authenticator: JwtAuthenticator,
+    signing_key: SigningKey,
+) -> None:
+    authorization = bearer(signing_key, claims(aud=token_aud))
+    assert expected in await outcome(authenticator, authorization, called_url)
+
+
+async def test_unknown_issuer_is_refused_without_fetching_keys(
+    authenticator: JwtAuthenticator, jwks_server: JwksServer, signing_key: SigningKey
+) -> None:
+    authorization = bearer(signing_key, claims(iss="https://intruder.example.org"))
+    assert await outcome(authenticator, authorization) == "issuer not trusted"
+    assert jwks_server.fetches == 0
+
+
+async def test_unknown_kid_after_key_rotation_refetches_the_jwks(
+    authenticator: JwtAuthenticator,
+    jwks_server: JwksServer,
+    jwks_clock: FakeClock,
+    signing_key: SigningKey,
+) -> None:
+    assert await outcome(authenticator, bearer(signing_key)) == ACCEPTED
+    rotated = SigningKey("ES384")
+    jwks_server.keys = [rotated]
+    jwks_clock.now += MIN_REFRESH + 1
+
+    assert await outcome(authenticator, bearer(rotated)) == ACCEPTED
+    assert jwks_server.fetches == 2
+    assert await outcome(authenticator, bearer(signing_key)) == "no key for kid"
+
+
+async def test_second_unknown_kid_within_min_refresh_does_not_refetch(
+    authenticator: JwtAuthenticator,
+    jwks_server: JwksServer,
+    jwks_clock: FakeClock,
+    signing_key: SigningKey,
+) -> None:
+    assert await outcome(authenticator, bearer(signing_key)) == ACCEPTED
+    jwks_clock.now += MIN_REFRESH + 1
+    first_unknown, second_unknown = SigningKey("ES384"), SigningKey("ES384")
+    assert await outcome(authenticator, bearer(first_unknown)) == "no key for kid"
+    assert jwks_server.fetches == 2
+
+    jwks_server.keys.append(second_unknown)
+    jwks_clock.now += MIN_REFRESH - 1
+    assert await outcome(authenticator, bearer(second_unknown)) == "no key for kid"
+    assert jwks_server.fetches == 2
+
+    jwks_clock.now += 1
+    assert await outcome(authenticator, bearer(second_unknown)) == ACCEPTED
+    assert jwks_server.fetches == 3
+
+
+async def test_replayed_jti_is_refused(
+    authenticator: JwtAuthenticator, signing_key: SigningKey
+) -> None:
+    authorization = bearer(signing_key)
+    assert await outcome(authenticator, authorization) == ACCEPTED
+    assert await outcome(authenticator, authorization) == "jti replayed"
+
+
+async def test_replayed_jti_is_refused_by_another_worker_sharing_the_database(
+    database_url: str,
+    make_authenticator: MakeAuthenticator,
+    client: TrustedClient,
+    signing_key: SigningKey,
+) -> None:
+    other_engine = make_engine(database_url)
+    try:
+        first = make_authenticator(client)
+        second = make_authenticator(client, replay_guard=SqlReplayGuard(other_engine))
+        authorization = bearer(signing_key)
+        assert await outcome(first, authorization) == ACCEPTED
+        assert await outcome(second, authorization) == "jti replayed"
+        assert await outcome(second, bearer(signing_key)) == ACCEPTED
+    finally:
+        other_engine.dispose()
+
+
+async def test_jti_is_remembered_until_exp_plus_leeway(
+    engine: Engine,
+    make_authenticator: MakeAuthenticator,
+    client: TrustedClient,
+    signing_key: SigningKey,
+) -> None:
+    """A token just past ``exp`` still passes within the leeway: a purge must not forget it."""
+    guard = SqlReplayGuard(engine, purge_every_seconds=0)
+    authenticator = make_authenticator(client, replay_guard=guard, clock=time.time)
+    now = int(time.time())
+    authorization = bearer(signing_key, claims(iat=now - 60, exp=now - 2))
+
+    assert await outcome(authenticator, authorization) == ACCEPTED
+    assert await outcome(authenticator, authorization) == "jti replayed"
+
+
+async def test_replay_memory_forgets_expired_ids_but_keeps_issuers_apart(engine: Engine) -> None:
+    guard = SqlReplayGuard(engine, purge_every_seconds=0)
+    now = datetime.now(UTC)
+    assert await guard.first_use(TEST_ISSUER, "old", now - timedelta(seconds=1))
+    assert await guard.first_use(TEST_ISSUER, "same", now + timedelta(minutes=5))
+    assert await guard.first_use("https://other.example.org", "same", now + timedelta(minutes=5))
+    assert not await guard.first_use(TEST_ISSUER, "same", now + timedelta(minutes=5))
+
+    with Session(engine) as session:
+        remembered = session.exec(select(SeenToken)).all()
+    assert len(remembered) == 2
+    assert all(row.expires_at > now for row in remembered)
+
+
+@pytest.mark.parametrize(
+    ("token_claims", "expected"),
+    [
+        (without(claims(), "jti"), "MissingRequiredClaimError"),
+        (claims(jti=""), "jti is not a non-empty string"),
+        (claims(jti=123), "InvalidJTIError"),
+        (without(claims(), "exp"), "MissingRequiredClaimError"),
+        (without(claims(), "iat"), "MissingRequiredClaimError"),
+        (claims(exp=str(NOW + 300)), "exp is not a NumericDate"),
+        (claims(exp=float("inf")), "exp is not a NumericDate"),
+        (claims(exp=True), "exp is not a NumericDate"),
+        (claims(iat="yesterday"), "iat is not a NumericDate"),
+        (claims(nbf=None), "nbf is not a NumericDate"),
+        (claims(tenant=7), "tenant is not a string"),
+        (claims(sub={"id": 7}), "InvalidSubjectError"),
+    ],
+    ids=lambda value: None if isinstance(value, dict) else value,
+)
+async def test_missing_or_malformed_claims_are_refused(
+    token_claims: dict[str, Any],
+    expected: str,
+    authenticator: JwtAuthenticator,
+    signing_key: SigningKey,
+) -> None:
+    assert expected in await outcome(authenticator, bearer(signing_key, token_claims))
+
+
+@pytest.mark.parametrize("algorithm", ["none", "None", "NONE"])
+async def test_alg_none_is_refused(
+    algorithm: str, authenticator: JwtAuthenticator, signing_key: SigningKey
+) -> None:
+    header = {"alg": algorithm, "typ": "JWT", "kid": signing_key.kid}
+    unsigned = f"{b64url_json(header)}.{b64url_json(claims())}."
+    assert (
+        await outcome(authenticator, f"Bearer {unsigned}") == f"algorithm {algorithm!r} not allowed"
+    )
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ({"alg": ["ES384"]}, "algorithm ['ES384'] not allowed"),
+        ({"alg": None}, "algorithm None not allowed"),
+        ({"alg": "ES384", "kid": 7}, "undecodable token: InvalidTokenError"),
+        ({"alg": "ES384", "typ": "at+jwt"}, "typ is not JWT"),
+        ({"alg": "ES384", "crit": ["exp"]}, "undecodable token: InvalidTokenError"),
+    ],
+)
+async def test_malformed_header_is_refused_not_crashed_on(
+    header: dict[str, Any], expected: str, authenticator: JwtAuthenticator
+) -> None:
+    forged = f"{b64url_json(header)}.{b64url_json(claims())}.{b64url(b'signature')}"
+    assert await outcome(authenticator, f"Bearer {forged}") == expected
+
+
+@pytest.mark.parametrize("algorithm", ["ES384", "RS384"])
+@pytest.mark.parametrize("secret_format", ["pem", "jwk"])
+async def test_hs256_signed_with_the_public_key_is_refused(
+    algorithm: str, secret_format: str, make_authenticator: MakeAuthenticator
+) -> None:
+    key = key_for(algorithm)
+    authenticator = make_authenticator(TrustedClient(iss=TEST_ISSUER, jwks=jwks(key)))
+    public_key = key.private_key.public_key()
+    secret = (
+        public_key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+        if secret_format == "pem"
+        else json.dumps(key.public_jwk).encode()
+    )
+    token = hs256_token(secret, {"alg": "HS256", "typ": "JWT", "kid": key.kid}, claims())
+    assert await outcome(authenticator, f"Bearer {token}") == "algorithm 'HS256' not allowed"
+
+
+async def test_tampered_payload_is_refused(
+    authenticator: JwtAuthenticator, signing_key: SigningKey
+) -> None:
+    token = signing_key.sign(claims(sub="Practitioner/7"))
+    header, payload, signature = token.split(".")
+    changed = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    changed["sub"] = "Practitioner/1"
+    tampered = f"{header}.{b64url_json(changed)}.{signature}"
+
+    assert (
+        await outcome(authenticator, f"Bearer {tampered}")
+        == "token rejected: InvalidSignatureError"
+    )
+    identity = await authenticator.authenticate(f"Bearer {token}", SERVICE_URL)
+    assert identity.subject == "Practitioner/7"
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        (None, "no Authorization header"),
+        ("", "no Authorization header"),
+        ("Basic dXNlcjpwYXNzd29yZA==", "not a bearer token"),
+        ("Token {token}", "not a bearer token"),
+        ("Bearer", "not a bearer token"),
+        ("Bearer   ", "not a bearer token"),
+        ("Bearer not-a-jwt", "undecodable token: DecodeError"),
+        ("bearer {token}", ACCEPTED),
+    ],
+)
+async def test_missing_header_and_non_bearer_schemes_are_refused(
+    template: str | None, expected: str, authenticator: JwtAuthenticator, signing_key: SigningKey
+) -> None:
+    authorization = template and template.format(token=signing_key.sign(claims()))
+    assert await outcome(authenticator, authorization) == expected
+
+
+@pytest.mark.parametrize(
+    ("tenant", "expected"),
+    [("north", ACCEPTED), ("south", "tenant mismatch"), (None, "tenant mismatch")],
+)
+async def test_configured_tenant_must_match_the_token(
+    tenant: str | None,
+    expected: str,
+    jwks_server: JwksServer,
+    make_authenticator: MakeAuthenticator,
+    signing_key: SigningKey,
+) -> None:
+    client = TrustedClient(iss=TEST_ISSUER, jwks_url=jwks_server.url, tenant="north")
+    token_claims = claims() if tenant is None else claims(tenant=tenant)
+    outcome_ = await outcome(make_authenticator(client), bearer(signing_key, token_claims))
+    assert outcome_ == expected
+
+
+async def test_jku_not_allow_listed_is_never_fetched(
+    authenticator: JwtAuthenticator,
+    jwks_server: JwksServer,
+    second_jwks_server: JwksServer,
+) -> None:
+    outsider = SigningKey("ES384")
+    second_jwks_server.keys = [outsider]
+
+    authorization = bearer(outsider, jku=second_jwks_server.url)
+
+    assert await outcome(authenticator, authorization) == "no key for kid"
+    assert second_jwks_server.fetches == 0
+    assert jwks_server.fetches == 1
+
+
+async def test_allow_listed_jku_is_used(
+    jwks_server: JwksServer,
+    second_jwks_server: JwksServer,
+    make_authenticator: MakeAuthenticator,
+) -> None:
+    rotated = SigningKey("ES384")
+    second_jwks_server.keys = [rotated]
+    client = TrustedClient(
+        iss=TEST_ISSUER, jwks_url=jwks_server.url, allowed_jku=(second_jwks_server.url,)
+    )
+
+    authorization = bearer(rotated, jku=second_jwks_server.url)
+
+    assert await outcome(make_authenticator(client), authorization) == ACCEPTED
+    assert second_jwks_server.fetches == 1
+    assert jwks_server.fetches == 0
+
+
+@pytest.mark.parametrize("algorithm", ["ES384", "RS384"])
+async def test_inline_jwks_from_the_clients_file_works_without_any_jwks_server(
+    algorithm: str, tmp_path: Path, make_authenticator: MakeAuthenticator
+) -> None:
+    key = key_for(algorithm)
+    clients_file = tmp_path / "clients.yaml"
+    clients_file.write_text(yaml.safe_dump([{"iss": TEST_ISSUER, "jwks": jwks(key)}]))
+    authenticator = make_authenticator(*load_trusted_clients(clients_file).values())
+
+    assert await outcome(authenticator, bearer(key)) == ACCEPTED
+    assert await outcome(authenticator, bearer(SigningKey("ES384"))) == "no key for kid"
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"iss": TEST_ISSUER, "jwks_url": "file:///etc/jwks.json"},
+        {"iss": TEST_ISSUER, "jwks_url": "/jwks"},
+        {"iss": TEST_ISSUER, "allowed_jku": ["keys.example.org/jwks"]},
+        {"iss": TEST_ISSUER},
+    ],
+    ids=["file-url", "relative-url", "jku-without-scheme", "no-keys"],
+)
+def test_clients_file_refuses_clients_without_usable_key_sources(entry: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        parse_trusted_clients([entry])
+
+
+async def test_jwk_whose_alg_differs_from_the_header_alg_is_refused(
+    make_authenticator: MakeAuthenticator,
+) -> None:
+    key = key_for("RS256")
+    published = {**key.public_jwk, "alg": "RS384"}
+    authenticator = make_authenticator(TrustedClient(iss=TEST_ISSUER, jwks={"keys": [published]}))
+    assert await outcome(authenticator, bearer(key)) == "key is not for this algorithm"
+
+
+@pytest.mark.parametrize(
+    ("jwk_has_alg", "expected"),
+    [(True, "key is not for this algorithm"), (False, "token rejected: InvalidKeyError")],
+)
+async def test_ec_key_used_with_an_rs_algorithm_is_refused(
+    jwk_has_alg: bool, expected: str, make_authenticator: MakeAuthenticator
+) -> None:
+    ec_key, rsa_key = key_for("ES384"), key_for("RS384")
+    published = ec_key.public_jwk if jwk_has_alg else without(ec_key.public_jwk, "alg")
+    authenticator = make_authenticator(TrustedClient(iss=TEST_ISSUER, jwks={"keys": [published]}))
+    assert await outcome(authenticator, bearer(rsa_key, kid=ec_key.kid)) == expected
+
+
+@pytest.mark.filterwarnings("ignore::jwt.InsecureKeyLengthWarning")
+async def test_rsa_key_shorter_than_2048_bits_is_refused(
+    make_authenticator: MakeAuthenticator,
+) -> None:
+    weak = SigningKey("RS384", private_key=rsa.generate_private_key(65537, 1024))
+    authenticator = make_authenticator(TrustedClient(iss=TEST_ISSUER, jwks=jwks(weak)))
+    assert await outcome(authenticator, bearer(weak)) == "token rejected: InvalidKeyError"
+
+
+async def test_failed_jwks_fetch_is_not_retried_within_min_refresh(jwks_clock: FakeClock) -> None:
+    requests: list[httpx.Request] = []
+
+    def unavailable(request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        return httpx.Response(503)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(unavailable)) as http:
+        cache = JwksCache(http, ttl=3600, min_refresh=MIN_REFRESH, clock=jwks_clock)
+        for _ in range(3):
+            assert await cache.key("https://keys.example.org/jwks", "kid") is None
+        assert len(requests) == 1
+        jwks_clock.now += MIN_REFRESH
+        assert await cache.key("https://keys.example.org/jwks", "kid") is None
+        assert len(requests) == 2
+
+
+async def test_malformed_jwks_keeps_the_last_good_keys(
+    jwks_clock: FakeClock, signing_key: SigningKey
+) -> None:
+    documents: list[Any] = [jwks(signing_key), {"keys": 5}]
+
+    def serve(_request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=documents.pop(0))
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(serve)) as http:
+        cache = JwksCache(http, ttl=60, min_refresh=MIN_REFRESH, clock=jwks_clock)
+        assert await cache.key("https://keys.example.org/jwks", signing_key.kid) is not None
+        jwks_clock.now += 61
+        key = await cache.key("https://keys.example.org/jwks", signing_key.kid)
+    assert documents == []
+    assert key == signing_key.public_jwk
+
+
+@pytest.mark.parametrize(
+    "document",
+    [{"keys": 5}, [], "keys", {"keys": [{"kid": ["a"], "kty": "EC"}, "junk"]}, {}],
+    ids=["keys-not-a-list", "list", "string", "bad-entries", "empty"],
+)
+def test_index_keys_ignores_what_is_not_a_signing_key_set(document: Any) -> None:
+    assert index_keys(document) == {}
+
+
+def test_index_keys_keeps_signing_keys_by_kid(signing_key: SigningKey) -> None:
+    encryption = {**SigningKey("ES384").public_jwk, "use": "enc"}
+    indexed = index_keys({"keys": [encryption, signing_key.public_jwk]})
+    assert indexed == {signing_key.kid: signing_key.public_jwk, None: signing_key.public_jwk}
