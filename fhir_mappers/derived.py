@@ -1,0 +1,160 @@
+"""Derived features: computed by named functions rather than read from one code group."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from fhir_mappers.charlson import charlson_index
+from fhir_mappers.fhirtime import parse_fhir_datetime
+from fhir_mappers.labels import is_emergency, is_inpatient
+from fhir_mappers.record import PatientRecord, Resource, typed_key
+from fhir_mappers.selection import codings, is_ignored, resource_time
+from fhir_mappers.spec import FeatureDefinition
+
+DAYS_PER_YEAR = 365.25
+NAN = float("nan")
+DEFAULT_WINDOWS = {
+    "inpatient_admissions": 365.0,
+    "emergency_visits": 182.5,
+    "active_medication_count": 365.0,
+}
+INACTIVE_MEDICATION_STATUSES = frozenset({"draft", "unknown"})
+
+
+@dataclass(frozen=True)
+class DerivedContext:
+    record: PatientRecord
+    index_time: datetime
+    index_encounter: Resource | None
+    valid: Callable[[Resource, str | None], bool]
+
+
+DerivedResult = tuple[float, tuple[str, ...]]
+
+
+def _keys(resources: list[Resource]) -> tuple[str, ...]:
+    return tuple(key for resource in resources if (key := typed_key(resource)))
+
+
+def age_years(context: DerivedContext, feature: FeatureDefinition) -> DerivedResult:
+    patient = context.record.patient or {}
+    birth = parse_fhir_datetime(patient.get("birthDate", ""))
+    if birth is None or birth > context.index_time:
+        return NAN, ()
+    age = (context.index_time - birth).total_seconds() / 86400 / DAYS_PER_YEAR
+    return age, _keys([patient])
+
+
+def sex_female(context: DerivedContext, feature: FeatureDefinition) -> DerivedResult:
+    patient = context.record.patient or {}
+    value = {"female": 1.0, "male": 0.0}.get(str(patient.get("gender")), NAN)
+    return value, _keys([patient])
+
+
+def length_of_stay_days(context: DerivedContext, feature: FeatureDefinition) -> DerivedResult:
+    """From admission to discharge, or to the index time while the stay goes on."""
+    encounter = context.index_encounter
+    if encounter is None or not context.valid(encounter, feature.name):
+        return NAN, ()
+    period = encounter.get("period") or {}
+    start = parse_fhir_datetime(period.get("start", ""))
+    end = parse_fhir_datetime(period.get("end", "")) or context.index_time
+    end = min(end, context.index_time)
+    if start is None or start > end:
+        return NAN, ()
+    return (end - start).total_seconds() / 86400, _keys([encounter])
+
+
+def _prior_encounters(
+    context: DerivedContext, feature: FeatureDefinition, accept: Callable[[Resource], bool]
+) -> DerivedResult:
+    """Encounters that started within the window and before the index encounter."""
+    window = feature.window_days or DEFAULT_WINDOWS[str(feature.derived)]
+    earliest = context.index_time - timedelta(days=window)
+    index_key = typed_key(context.index_encounter) if context.index_encounter else None
+    before = context.index_time
+    if context.index_encounter is not None:
+        index_start = parse_fhir_datetime(
+            (context.index_encounter.get("period") or {}).get("start", "")
+        )
+        before = min(before, index_start) if index_start else before
+    counted = []
+    for encounter in context.record.of_type("Encounter"):
+        if is_ignored(encounter) or typed_key(encounter) == index_key or not accept(encounter):
+            continue
+        start = parse_fhir_datetime((encounter.get("period") or {}).get("start", ""))
+        if start is None or not earliest < start < before:
+            continue
+        if context.valid(encounter, feature.name):
+            counted.append(encounter)
+    return float(len(counted)), _keys(counted)
+
+
+def inpatient_admissions(context: DerivedContext, feature: FeatureDefinition) -> DerivedResult:
+    return _prior_encounters(context, feature, is_inpatient)
+
+
+def emergency_visits(context: DerivedContext, feature: FeatureDefinition) -> DerivedResult:
+    return _prior_encounters(context, feature, is_emergency)
+
+
+def charlson(context: DerivedContext, feature: FeatureDefinition) -> DerivedResult:
+    """Charlson index over the conditions known at the index time."""
+    known = []
+    for condition in context.record.of_type("Condition"):
+        if is_ignored(condition):
+            continue
+        when = resource_time(condition)
+        if when is None or when > context.index_time:
+            continue
+        if charlson_index(codings(condition.get("code"))).score > 0 and context.valid(
+            condition, feature.name
+        ):
+            known.append(condition)
+    pairs = [pair for condition in known for pair in codings(condition.get("code"))]
+    return float(charlson_index(pairs).score), _keys(known)
+
+
+def active_medication_count(context: DerivedContext, feature: FeatureDefinition) -> DerivedResult:
+    """Distinct medications ordered within the window before the index time.
+
+    A request's current status says nothing about the past, so "active at the index time" is
+    approximated by "authored within the window and not a draft or in error".
+    """
+    window = feature.window_days or DEFAULT_WINDOWS["active_medication_count"]
+    earliest = context.index_time - timedelta(days=window)
+    medications: dict[str, Resource] = {}
+    for request in context.record.of_type("MedicationRequest"):
+        if is_ignored(request) or request.get("status") in INACTIVE_MEDICATION_STATUSES:
+            continue
+        authored = resource_time(request)
+        if authored is None or not earliest < authored <= context.index_time:
+            continue
+        identity = _medication_identity(context.record, request)
+        if identity not in medications and context.valid(request, feature.name):
+            medications[identity] = request
+    return float(len(medications)), _keys(list(medications.values()))
+
+
+def _medication_identity(record: PatientRecord, request: Resource) -> str:
+    concept = request.get("medicationCodeableConcept")
+    if concept is None:
+        medication = record.resolve(request.get("medicationReference"), container=request)
+        concept = medication.get("code") if medication else None
+    pairs = sorted(codings(concept))
+    if pairs:
+        return "|".join(pairs[0])
+    return f"request:{id(request)}"
+
+
+DERIVED_FEATURES: dict[str, Callable[[DerivedContext, FeatureDefinition], DerivedResult]] = {
+    "age_years": age_years,
+    "sex_female": sex_female,
+    "length_of_stay_days": length_of_stay_days,
+    "inpatient_admissions": inpatient_admissions,
+    "emergency_visits": emergency_visits,
+    "charlson_index": charlson,
+    "active_medication_count": active_medication_count,
+}

@@ -1,0 +1,208 @@
+"""One patient's FHIR resources, gathered from any input form, with references resolved.
+
+Inputs: transaction, searchset and collection Bundles, a hook's resolved prefetch, and FHIR Bulk
+Data NDJSON folders. References may be ``urn:uuid:``, relative (``Patient/123``), absolute URLs
+or contained (``#id``); they are all reduced to a ``Type/id`` key.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+Resource = dict[str, Any]
+
+_TYPED_REFERENCE = re.compile(
+    r"(?:^|/)([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$"
+)
+PATIENT_LINKS = ("subject", "patient")
+IGNORED_STATUSES = frozenset({"entered-in-error", "cancelled", "canceled"})
+
+
+def typed_key(resource: Resource) -> str | None:
+    """``Type/id`` of a resource, or None without an id."""
+    resource_id = resource.get("id")
+    if not isinstance(resource_id, str) or not resource_id:
+        return None
+    return f"{resource.get('resourceType')}/{resource_id}"
+
+
+def reference_key(reference: str, aliases: Mapping[str, str]) -> str | None:
+    """Reduce any reference form to ``Type/id`` (``urn:uuid`` via the bundle's fullUrls)."""
+    if reference in aliases:
+        return aliases[reference]
+    match = _TYPED_REFERENCE.search(reference)
+    return f"{match.group(1)}/{match.group(2)}" if match else None
+
+
+@dataclass
+class PatientRecord:
+    """The resources of one patient, by type, with a reference index."""
+
+    patient: Resource | None
+    resources: dict[str, list[Resource]] = field(default_factory=dict)
+    aliases: dict[str, str] = field(default_factory=dict)
+    by_key: dict[str, Resource] = field(default_factory=dict)
+    _code_index: dict[str, dict[tuple[str, str], list[Resource]]] = field(
+        default_factory=dict, repr=False
+    )
+
+    def of_type(self, resource_type: str) -> list[Resource]:
+        return self.resources.get(resource_type, [])
+
+    def with_codes(self, resource_type: str, codes: Iterable[tuple[str, str]]) -> list[Resource]:
+        """Resources of a type whose code (or a component's code) is one of ``codes``.
+
+        Built once per type and record, so each feature looks up only what it reads.
+        """
+        index = self._code_index.get(resource_type)
+        if index is None:
+            index = self._code_index[resource_type] = _index_by_code(self.of_type(resource_type))
+        found: dict[int, Resource] = {}
+        for pair in codes:
+            for resource in index.get(pair, ()):
+                found.setdefault(id(resource), resource)
+        return list(found.values())
+
+    def resolve(self, reference: Any, container: Resource | None = None) -> Resource | None:
+        """The resource a Reference (dict or string) points to, contained ones included."""
+        if isinstance(reference, dict):
+            reference = reference.get("reference")
+        if not isinstance(reference, str) or not reference:
+            return None
+        if reference.startswith("#") and container is not None:
+            for contained in container.get("contained") or []:
+                if isinstance(contained, dict) and contained.get("id") == reference[1:]:
+                    return contained
+            return None
+        key = reference_key(reference, self.aliases)
+        return self.by_key.get(key) if key else None
+
+    @property
+    def patient_key(self) -> str | None:
+        return typed_key(self.patient) if self.patient else None
+
+
+def codings_of(concept: Any) -> Iterator[tuple[str, str]]:
+    if isinstance(concept, dict):
+        for coding in concept.get("coding") or []:
+            if isinstance(coding, dict):
+                system, code = coding.get("system"), coding.get("code")
+                if isinstance(system, str) and isinstance(code, str):
+                    yield system, code
+
+
+def _index_by_code(resources: list[Resource]) -> dict[tuple[str, str], list[Resource]]:
+    index: dict[tuple[str, str], list[Resource]] = defaultdict(list)
+    for resource in resources:
+        pairs = set(codings_of(resource.get("code")))
+        for component in resource.get("component") or []:
+            if isinstance(component, dict):
+                pairs.update(codings_of(component.get("code")))
+        for pair in pairs:
+            index[pair].append(resource)
+    return index
+
+
+def entries_of(bundle: Resource) -> Iterator[tuple[str | None, Resource]]:
+    """(fullUrl, resource) of every entry of a Bundle, nested Bundles flattened."""
+    for entry in bundle.get("entry") or []:
+        if not isinstance(entry, dict):
+            continue
+        resource = entry.get("resource")
+        if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+            continue
+        full_url = entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None
+        if resource["resourceType"] == "Bundle":
+            yield from entries_of(resource)
+        else:
+            yield full_url, resource
+
+
+def records_from_resources(
+    items: Iterable[tuple[str | None, Resource]],
+) -> list[PatientRecord]:
+    """Group resources by the patient they belong to; one record per Patient resource.
+
+    Resources that name no known patient are dropped (they are not about anyone we score);
+    shared resources without a patient link (Medication, Practitioner, …) go to every record's
+    reference index so that references to them resolve.
+    """
+    aliases: dict[str, str] = {}
+    by_key: dict[str, Resource] = {}
+    linked: list[tuple[Resource, Any]] = []
+    patients: dict[str, Resource] = {}
+    for full_url, resource in items:
+        key = typed_key(resource)
+        if key is None:
+            continue
+        by_key[key] = resource
+        if full_url:
+            aliases[full_url] = key
+        if resource["resourceType"] == "Patient":
+            patients[key] = resource
+        else:
+            link = _patient_link(resource)
+            if link is not None:
+                linked.append((resource, link))
+
+    records = {
+        key: PatientRecord(patient, aliases=aliases, by_key=by_key)
+        for key, patient in patients.items()
+    }
+    grouped: dict[str, dict[str, list[Resource]]] = {key: defaultdict(list) for key in records}
+    for resource, link in linked:
+        owner = reference_key(link, aliases)
+        if owner in grouped:
+            grouped[owner][resource["resourceType"]].append(resource)
+    for key, record in records.items():
+        record.resources = dict(grouped[key])
+    return list(records.values())
+
+
+def _patient_link(resource: Resource) -> str | None:
+    for name in PATIENT_LINKS:
+        value = resource.get(name)
+        if isinstance(value, dict) and isinstance(value.get("reference"), str):
+            return value["reference"]
+    return None
+
+
+def records_from_bundle(bundle: Resource) -> list[PatientRecord]:
+    """Patients in a transaction, searchset or collection Bundle."""
+    return records_from_resources(entries_of(bundle))
+
+
+def record_from_prefetch(prefetch: Mapping[str, Resource | None]) -> PatientRecord | None:
+    """The patient of a hook call, from its resolved prefetch (resources or searchset Bundles)."""
+    items: list[tuple[str | None, Resource]] = []
+    for value in prefetch.values():
+        if not isinstance(value, dict):
+            continue
+        if value.get("resourceType") == "Bundle":
+            items.extend(entries_of(value))
+        else:
+            items.append((None, value))
+    records = records_from_resources(items)
+    return records[0] if len(records) == 1 else None
+
+
+def read_ndjson_folder(folder: Path) -> Iterator[tuple[str | None, Resource]]:
+    """Every resource of a FHIR Bulk Data export folder (``*.ndjson``, one type per file)."""
+    for path in sorted(folder.glob("*.ndjson")):
+        with path.open("rb") as lines:
+            for line in lines:
+                if line.strip():
+                    resource = orjson.loads(line)
+                    if isinstance(resource, dict) and "resourceType" in resource:
+                        yield None, resource
+
+
+def records_from_ndjson(folder: Path) -> list[PatientRecord]:
+    return records_from_resources(read_ndjson_folder(folder))
