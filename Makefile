@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 
-.PHONY: install serve test test-postgres lint format ci
+.PHONY: install serve test test-postgres lint format ci bench
 
 $(BIN)/bedside: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,3 +32,6 @@ format: install
 
 ci:
 	bash .ci/run
+
+bench: install
+	BEDSIDE_FHIR_SAMPLES=$${BEDSIDE_FHIR_SAMPLES:-../shared/fhir-samples} $(BIN)/python benchmarks/bench_mapping.py

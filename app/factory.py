@@ -130,8 +130,10 @@ def _authenticator(
     )
 
 
-def _outcome_response(status_code: int, issues: list[dict[str, object]]) -> FhirJsonResponse:
-    return FhirJsonResponse(operation_outcome(issues), status_code=status_code)
+def _outcome_response(
+    status_code: int, issues: list[dict[str, object]], headers: dict[str, str] | None = None
+) -> FhirJsonResponse:
+    return FhirJsonResponse(operation_outcome(issues), status_code=status_code, headers=headers)
 
 
 async def _too_large_asgi(scope: Scope, receive: Receive, send: Send) -> None:
@@ -165,10 +167,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _outcome_response(404, [issue("no such endpoint", code="not-found")])
 
     @app.exception_handler(405)
-    async def method_not_allowed(_request: Request, _error: Exception) -> Response:
-        return _outcome_response(405, [issue("method not allowed", code="not-supported")])
-
-    @app.exception_handler(Exception)
-    async def unexpected(_request: Request, error: Exception) -> Response:
-        log.error("unhandled error", exc_info=error)
-        return _outcome_response(500, [issue("internal error", code="exception", severity="fatal")])
+    async def method_not_allowed(_request: Request, error: Exception) -> Response:
+        headers = getattr(error, "headers", None)
+        issues = [issue("method not allowed", code="not-supported")]
+        return _outcome_response(405, issues, headers=headers)

@@ -6,11 +6,14 @@ import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
+from sqlalchemy.engine import Engine
 
 from app.store.database import ping
 from cds_hooks.responses import JsonResponse
 
 router = APIRouter(tags=["Operations"])
+# Orchestrators give up on a probe after a few seconds: answer "not ready" before they do.
+READY_TIMEOUT_SECONDS = 3.0
 
 
 @router.get("/healthz", summary="Liveness: the process answers")
@@ -21,7 +24,7 @@ async def healthz() -> dict[str, str]:
 @router.get("/readyz", summary="Readiness: database reachable and model packages loaded")
 async def readyz(request: Request) -> JsonResponse:
     state = request.app.state
-    database_ok = await anyio.to_thread.run_sync(ping, state.engine)
+    database_ok = await _database_answers(state.engine)
     runtime = getattr(state, "cds", None)
     checks = {
         "database": "ok" if database_ok else "unreachable",
@@ -33,6 +36,12 @@ async def readyz(request: Request) -> JsonResponse:
         {"status": "ready" if ready else "not ready", "checks": checks},
         status_code=200 if ready else 503,
     )
+
+
+async def _database_answers(engine: Engine) -> bool:
+    with anyio.move_on_after(READY_TIMEOUT_SECONDS):
+        return await anyio.to_thread.run_sync(ping, engine, abandon_on_cancel=True)
+    return False
 
 
 @router.get("/metrics", summary="Prometheus metrics")

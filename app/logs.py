@@ -1,10 +1,15 @@
-"""JSON log lines with a request id. Never pass patient data or tokens to a logger."""
+"""JSON log lines with a request id. Never pass patient data or tokens to a logger.
+
+Exceptions are logged as their type and stack only: their messages often quote the data that
+failed (a patient id in a URL, a token in a header), so they are left out.
+"""
 
 from __future__ import annotations
 
 import contextvars
 import logging
 import sys
+import traceback
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,7 +19,12 @@ request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "request_id", default=None
 )
 
-_STANDARD_ATTRIBUTES = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+# Record attributes that are not extras; uvicorn's color_message repeats the message.
+_STANDARD_ATTRIBUTES = set(vars(logging.makeLogRecord({}))) | {
+    "message",
+    "asctime",
+    "color_message",
+}
 # Loggers that would write URLs (and so patient ids) at INFO.
 _QUIET_LOGGERS = ("httpx", "httpcore", "uvicorn.access")
 
@@ -37,9 +47,22 @@ class JsonFormatter(logging.Formatter):
         for key, value in vars(record).items():
             if key not in _STANDARD_ATTRIBUTES and not key.startswith("_"):
                 line[key] = value
-        if record.exc_info:
-            line["exception"] = self.formatException(record.exc_info)
-        return orjson.dumps(line, default=str).decode()
+        if record.exc_info and record.exc_info[1] is not None:
+            line["exception"] = _stack_without_messages(record.exc_info[1])
+        return orjson.dumps(line, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def _stack_without_messages(error: BaseException) -> str:
+    """The traceback of ``error`` and the types of the exceptions it chains, never messages."""
+    types: list[str] = []
+    current: BaseException | None = error
+    while current is not None and len(types) < 10:
+        types.append(f"{type(current).__module__}.{type(current).__qualname__}")
+        current = current.__cause__ or (
+            None if current.__suppress_context__ else current.__context__
+        )
+    stack = "".join(traceback.format_tb(error.__traceback__))
+    return f"Traceback (most recent call last):\n{stack}{' <- '.join(types)}"
 
 
 def configure_logging(level: str = "INFO") -> None:

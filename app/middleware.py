@@ -1,4 +1,4 @@
-"""ASGI middleware: request id, access log, metrics and the request body limit."""
+"""ASGI middleware: request id, access log, metrics, last-resort 500 and the body limit."""
 
 from __future__ import annotations
 
@@ -12,9 +12,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.logs import request_id_var
 from app.metrics import Metrics
+from cds_hooks.errors import issue, operation_outcome
+from cds_hooks.responses import FhirJsonResponse
 
 log = logging.getLogger("bedside.access")
+error_log = logging.getLogger("bedside.errors")
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
+_KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class BodyTooLarge(Exception):
@@ -22,7 +26,12 @@ class BodyTooLarge(Exception):
 
 
 class ObservabilityMiddleware:
-    """Tags each request with an id, logs it (route template, never the query) and counts it."""
+    """Tags each request with an id, logs it (route template, never the query) and counts it.
+
+    An exception no handler caught is logged here, inside the request's context, and answered
+    with a 500 OperationOutcome: it never reaches the server, which would log it again, message
+    included, and drop the client's keep-alive connection.
+    """
 
     def __init__(
         self, app: ASGIApp, metrics: Metrics, is_known_service: Callable[[str], bool]
@@ -38,18 +47,24 @@ class ObservabilityMiddleware:
         request_id = _request_id(scope)
         token = request_id_var.set(request_id)
         status = 500
+        response_started = False
         started = time.perf_counter()
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, response_started
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+                response_started = True
+                headers = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+                message = {**message, "headers": headers}
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception as error:
+            error_log.error("unhandled error", exc_info=error)
+            if not response_started:
+                await _internal_error()(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
             self._record(scope, status, elapsed)
@@ -57,7 +72,7 @@ class ObservabilityMiddleware:
 
     def _record(self, scope: Scope, status: int, elapsed: float) -> None:
         route = getattr(scope.get("route"), "path", "unmatched")
-        method = scope["method"]
+        method = scope["method"] if scope["method"] in _KNOWN_METHODS else "other"
         self.metrics.requests.labels(method, route, str(status)).inc()
         self.metrics.request_seconds.labels(route).observe(elapsed)
         service_id = scope.get("path_params", {}).get("service_id")
@@ -78,6 +93,12 @@ class ObservabilityMiddleware:
                 "duration_ms": round(elapsed * 1000, 2),
             },
         )
+
+
+def _internal_error() -> FhirJsonResponse:
+    """The 500 body: it never says what failed (the message may carry patient data)."""
+    outcome = operation_outcome([issue("internal error", code="exception", severity="fatal")])
+    return FhirJsonResponse(outcome, status_code=500)
 
 
 def _request_id(scope: Scope) -> str:

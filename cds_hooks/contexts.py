@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 UserReference = Annotated[
     str,
@@ -13,6 +13,16 @@ UserReference = Annotated[
     ),
 ]
 FhirId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9\-.]{1,64}$")]
+OrderReference = Annotated[str, StringConstraints(pattern=r"^[A-Za-z]+/[A-Za-z0-9\-.]{1,64}$")]
+
+
+def _is_bundle(value: dict[str, Any]) -> dict[str, Any]:
+    if value.get("resourceType") != "Bundle":
+        raise ValueError("must be a FHIR Bundle")
+    return value
+
+
+Bundle = Annotated[dict[str, Any], AfterValidator(_is_bundle)]
 
 
 class HookContext(BaseModel):
@@ -39,22 +49,22 @@ class OrderSelectContext(HookContext):
     user_id: UserReference = Field(alias="userId")
     patient_id: FhirId = Field(alias="patientId")
     encounter_id: FhirId | None = Field(default=None, alias="encounterId")
-    selections: list[str] = Field(min_length=1)
-    draft_orders: dict[str, Any] = Field(alias="draftOrders")
+    selections: list[OrderReference] = Field(min_length=1)
+    draft_orders: Bundle = Field(alias="draftOrders")
 
 
 class OrderSignContext(HookContext):
     user_id: UserReference = Field(alias="userId")
     patient_id: FhirId = Field(alias="patientId")
     encounter_id: FhirId | None = Field(default=None, alias="encounterId")
-    draft_orders: dict[str, Any] = Field(alias="draftOrders")
+    draft_orders: Bundle = Field(alias="draftOrders")
 
 
 class AppointmentBookContext(HookContext):
     user_id: UserReference = Field(alias="userId")
     patient_id: FhirId = Field(alias="patientId")
     encounter_id: FhirId | None = Field(default=None, alias="encounterId")
-    appointments: dict[str, Any]
+    appointments: Bundle
 
 
 CONTEXT_MODELS: dict[str, type[HookContext]] = {

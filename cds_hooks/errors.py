@@ -34,13 +34,18 @@ def validation_issues(error: ValidationError, prefix: str = "") -> list[dict[str
 
     The input value is never echoed back: it may carry patient data or a token.
     """
-    issues = []
-    for detail in error.errors(include_input=False, include_url=False):
-        path = prefix + "".join(
-            f"[{part}]" if isinstance(part, int) else f".{part}" for part in detail["loc"]
-        )
-        issues.append(issue(detail["msg"], code="invalid", expression=path.lstrip(".") or None))
-    return issues
+    return [
+        issue(detail["msg"], code="invalid", expression=_expression(prefix, detail["loc"]) or None)
+        for detail in error.errors(include_input=False, include_url=False)
+    ]
+
+
+def _expression(prefix: str, loc: Iterable[int | str]) -> str:
+    """A FHIRPath-like location: ``prefix`` ("context." or "feedback[2].") then the field path."""
+    path = prefix.rstrip(".")
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path.lstrip(".")
 
 
 class ProtocolError(Exception):

@@ -12,10 +12,10 @@ from typing import Annotated, Any, Literal, Self
 from uuid import UUID, uuid4
 
 from pydantic import (
-    AnyUrl,
     BaseModel,
     ConfigDict,
     Field,
+    HttpUrl,
     SecretStr,
     StringConstraints,
     field_validator,
@@ -65,8 +65,8 @@ class DisplayedCoding(Coding):
 
 class Source(SpecModel):
     label: NonEmptyStr
-    url: AnyUrl | None = None
-    icon: AnyUrl | None = None
+    url: HttpUrl | None = None
+    icon: HttpUrl | None = None
     topic: Coding | None = None
 
 
@@ -78,7 +78,7 @@ class Action(SpecModel):
 
     @model_validator(mode="after")
     def _target_given(self) -> Self:
-        if self.type in ("create", "update") and not self.resource:
+        if self.type in ("create", "update") and not prune_empty(self.resource):
             raise ValueError(f"a {self.type} action needs a resource")
         if self.type == "delete" and not self.resource_id:
             raise ValueError("a delete action needs a resourceId")
@@ -93,10 +93,13 @@ class Suggestion(SpecModel):
 
 
 class Link(SpecModel):
+    """A link on a card; its URL opens in the clinician's browser, so only http(s)."""
+
     label: NonEmptyStr
-    url: AnyUrl
+    url: HttpUrl
     type: Literal["absolute", "smart"]
     app_context: NonEmptyStr | None = Field(default=None, alias="appContext")
+    autolaunchable: bool | None = None
 
     @model_validator(mode="after")
     def _app_context_only_on_smart(self) -> Self:
@@ -129,6 +132,12 @@ class HookResponse(SpecModel):
     cards: list[Card] = Field(default_factory=list)
     system_actions: list[Action] = Field(default_factory=list, alias="systemActions")
 
+    @model_validator(mode="after")
+    def _unique_card_uuids(self) -> Self:
+        if len({card.uuid for card in self.cards}) != len(self.cards):
+            raise ValueError("card uuids must be unique within a response")
+        return self
+
     def to_wire(self) -> dict[str, Any]:
         body = super().to_wire()
         body.setdefault("cards", [])
@@ -144,6 +153,13 @@ class ServiceDescription(SpecModel):
     id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9\-_.]+$")]
     prefetch: dict[str, str] = Field(default_factory=dict)
     usage_requirements: NonEmptyStr | None = Field(default=None, alias="usageRequirements")
+
+    @field_validator("id")
+    @classmethod
+    def _not_a_dot_segment(cls, value: str) -> str:
+        if value.strip(".") == "":
+            raise ValueError("a service id cannot be made of dots only (a URL dot-segment)")
+        return value
 
 
 class DiscoveryResponse(SpecModel):
@@ -169,17 +185,10 @@ class FhirAuthorization(SpecModel):
 class HookRequest(SpecModel):
     hook: NonEmptyStr
     hook_instance: UUID = Field(alias="hookInstance")
-    fhir_server: AnyUrl | None = Field(default=None, alias="fhirServer")
+    fhir_server: HttpUrl | None = Field(default=None, alias="fhirServer")
     fhir_authorization: FhirAuthorization | None = Field(default=None, alias="fhirAuthorization")
     context: dict[str, Any]
     prefetch: dict[str, Any] | None = None
-
-    @field_validator("fhir_server")
-    @classmethod
-    def _http_only(cls, value: AnyUrl | None) -> AnyUrl | None:
-        if value is not None and value.scheme not in ("http", "https"):
-            raise ValueError("fhirServer must be an http(s) URL")
-        return value
 
     @model_validator(mode="after")
     def _server_with_authorization(self) -> Self:

@@ -96,7 +96,7 @@ async def call_service(
     try:
         context = validate_context(hook_request.hook, hook_request.context)
     except ValidationError as error:
-        raise ProtocolError(400, validation_issues(error, prefix="context.")) from None
+        raise ProtocolError(400, validation_issues(error, prefix="context")) from None
 
     prefetch = await _resolve(runtime, service, hook_request)
     call = HookCall(
@@ -122,7 +122,7 @@ async def feedback(
         try:
             valid.append(FeedbackEntry.model_validate(raw))
         except ValidationError as error:
-            rejected.extend(validation_issues(error, prefix=f"feedback[{index}]."))
+            rejected.extend(validation_issues(error, prefix=f"feedback[{index}]"))
     if rejected and not valid:
         raise ProtocolError(400, rejected)
 

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import httpx
 import orjson
 
 FHIR_JSON = "application/fhir+json"
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class FhirFetchError(Exception):
@@ -20,7 +21,11 @@ class FhirFetchError(Exception):
 
 
 class FhirClient:
-    """Reads from one FHIR server within a wall-clock deadline (``loop.time()`` based)."""
+    """Reads from one FHIR server within a wall-clock deadline (``loop.time()`` based).
+
+    Every request, body included, must end by ``deadline``. Redirects are never followed and
+    ``next`` links must stay under ``base_url``, so the token goes to this server only.
+    """
 
     def __init__(
         self,
@@ -51,7 +56,7 @@ class FhirClient:
         next_url = next_link(bundle)
         if next_url is None:
             return bundle
-        entries = list(bundle.get("entry") or [])
+        entries = list(_entries(bundle))
         pages = 1
         while next_url is not None:
             if pages >= self._max_pages:
@@ -60,7 +65,7 @@ class FhirClient:
             page = await self._get_url(next_url)
             if page.get("resourceType") != "Bundle":
                 raise FhirFetchError("a searchset page is not a Bundle")
-            entries.extend(page.get("entry") or [])
+            entries.extend(_entries(page))
             next_url = next_link(page)
             pages += 1
         merged = {key: value for key, value in bundle.items() if key not in ("link", "entry")}
@@ -70,20 +75,24 @@ class FhirClient:
 
     def _check_same_server(self, url: str) -> None:
         """Never send the EHR's token anywhere but its own FHIR server."""
-        base, target = urlsplit(self._base), urlsplit(url)
-        same_origin = (base.scheme, base.netloc) == (target.scheme, target.netloc)
-        if not same_origin or not target.path.startswith(base.path):
+        try:
+            base, target = urlsplit(self._base), urlsplit(url)
+            same_origin = _origin(base) == _origin(target) and target.hostname is not None
+        except ValueError:
+            raise FhirFetchError("a next link is not a URL") from None
+        base_path = base.path.rstrip("/")
+        inside = target.path == base_path or target.path.startswith(f"{base_path}/")
+        if not (same_origin and inside):
             raise FhirFetchError("a next link points outside fhirServer")
 
     async def _get_url(self, url: str) -> dict[str, Any]:
-        remaining = self._deadline - asyncio.get_running_loop().time()
-        if remaining <= 0:
-            raise FhirFetchError("FHIR latency budget exhausted")
+        """GET one URL; the whole exchange, body included, must end before the deadline."""
         try:
-            response = await self._http.get(url, headers=self._headers, timeout=remaining)
-        except httpx.TimeoutException:
-            raise FhirFetchError("FHIR server timed out") from None
-        except httpx.HTTPError as error:
+            async with asyncio.timeout_at(self._deadline):
+                response = await self._http.get(url, headers=self._headers, follow_redirects=False)
+        except (TimeoutError, httpx.TimeoutException):
+            raise FhirFetchError("FHIR server did not answer within the latency budget") from None
+        except (httpx.HTTPError, httpx.InvalidURL) as error:
             raise FhirFetchError(f"FHIR server unreachable ({type(error).__name__})") from None
         if response.status_code != 200:
             raise FhirFetchError(f"FHIR server answered {response.status_code}")
@@ -100,7 +109,21 @@ class FhirClient:
 
 def next_link(bundle: dict[str, Any]) -> str | None:
     """The ``next`` page URL of a Bundle, if any."""
-    for link in bundle.get("link") or []:
+    links = bundle.get("link")
+    for link in links if isinstance(links, list) else []:
         if isinstance(link, dict) and link.get("relation") == "next" and link.get("url"):
             return str(link["url"])
     return None
+
+
+def _origin(url: SplitResult) -> tuple[str, str | None, int | None]:
+    """Scheme, host and port, with the scheme's default port made explicit."""
+    return url.scheme, url.hostname, url.port or _DEFAULT_PORTS.get(url.scheme)
+
+
+def _entries(bundle: dict[str, Any]) -> list[Any]:
+    """A searchset page's entries; a malformed ``entry`` fails the fetch rather than the call."""
+    entries = bundle.get("entry", [])
+    if not isinstance(entries, list):
+        raise FhirFetchError("a searchset page has a malformed entry list")
+    return entries

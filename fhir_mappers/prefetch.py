@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from fhir_mappers.fhir_client import FhirClient, FhirFetchError, next_link
 
@@ -34,10 +35,6 @@ class PrefetchUnavailable(Exception):
         self.reason = reason
 
 
-class UnrenderableTemplate(ValueError):
-    """A template names a context field the request does not carry."""
-
-
 @dataclass(frozen=True)
 class PrefetchPlan:
     """What one service asks for: templates by key and the keys it cannot do without."""
@@ -46,24 +43,33 @@ class PrefetchPlan:
     required: frozenset[str]
 
 
-def render_template(template: str, context: Mapping[str, Any]) -> str:
-    """Fill ``{{context.x}}`` and ``{{userPractitionerId}}``-style tokens."""
+def render_template(template: str, context: Mapping[str, Any]) -> str | None:
+    """Fill ``{{context.x}}`` and ``{{userPractitionerId}}``-style tokens, URL-encoding values.
 
-    def substitute(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name.startswith("context."):
-            value = context.get(name.removeprefix("context."))
-            if isinstance(value, str | int | float) and not isinstance(value, bool) and value != "":
-                return str(value)
-            raise UnrenderableTemplate(f"context has no primitive field {name[8:]!r}")
-        if name in _USER_TOKENS:
-            resource_type, _, user_id = str(context.get("userId", "")).partition("/")
-            if resource_type == _USER_TOKENS[name] and user_id:
-                return user_id
-            raise UnrenderableTemplate(f"userId is not a {_USER_TOKENS[name]}")
-        raise UnrenderableTemplate(f"unknown prefetch token {name!r}")
+    ``None`` when a token cannot be filled (the context lacks the field, or ``userId`` is of
+    another type): the query cannot be asked, so there is no such data.
+    """
+    values: dict[str, str] = {}
+    for name in _PLACEHOLDER.findall(template):
+        value = _token_value(name, context)
+        if value is None:
+            return None
+        values[name] = quote(value, safe="")
+    return _PLACEHOLDER.sub(lambda match: values[match.group(1)], template)
 
-    return _PLACEHOLDER.sub(substitute, template)
+
+def _token_value(name: str, context: Mapping[str, Any]) -> str | None:
+    """The raw value of one template token, or ``None`` when the request does not carry it."""
+    if name.startswith("context."):
+        value = context.get(name.removeprefix("context."))
+        if isinstance(value, str | int | float) and not isinstance(value, bool) and value != "":
+            return str(value)
+        return None
+    if name in _USER_TOKENS:
+        resource_type, _, user_id = str(context.get("userId", "")).partition("/")
+        if resource_type == _USER_TOKENS[name] and user_id:
+            return user_id
+    return None
 
 
 async def resolve_prefetch(
@@ -94,16 +100,12 @@ async def resolve_prefetch(
                     pending[key] = group.create_task(_guard(fhir.complete(value)))
                 else:
                     failures[key] = "searchset is paginated and no fhirServer was given"
+            elif (query := render_template(template, context)) is None:
+                resolved[key] = None  # the context lacks what the query needs: no such data
+            elif fhir is None:
+                failures[key] = "not prefetched and no fhirServer was given"
             else:
-                try:
-                    query = render_template(template, context)
-                except UnrenderableTemplate:
-                    resolved[key] = None  # the context lacks what the query needs: no such data
-                    continue
-                if fhir is None:
-                    failures[key] = "not prefetched and no fhirServer was given"
-                else:
-                    pending[key] = group.create_task(_guard(fhir.get(query)))
+                pending[key] = group.create_task(_guard(fhir.get(query)))
 
     for key, task in pending.items():
         outcome = task.result()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ Resource = dict[str, Any]
 _TYPED_REFERENCE = re.compile(
     r"(?:^|/)([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$"
 )
+_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 PATIENT_LINKS = ("subject", "patient")
 IGNORED_STATUSES = frozenset({"entered-in-error", "cancelled", "canceled"})
 
@@ -77,7 +78,7 @@ class PatientRecord:
         if not isinstance(reference, str) or not reference:
             return None
         if reference.startswith("#") and container is not None:
-            for contained in container.get("contained") or []:
+            for contained in as_list(container.get("contained")):
                 if isinstance(contained, dict) and contained.get("id") == reference[1:]:
                     return contained
             return None
@@ -89,9 +90,14 @@ class PatientRecord:
         return typed_key(self.patient) if self.patient else None
 
 
+def as_list(value: Any) -> list[Any]:
+    """A repeating element's items; anything but a list (malformed data) has none."""
+    return value if isinstance(value, list) else []
+
+
 def codings_of(concept: Any) -> Iterator[tuple[str, str]]:
     if isinstance(concept, dict):
-        for coding in concept.get("coding") or []:
+        for coding in as_list(concept.get("coding")):
             if isinstance(coding, dict):
                 system, code = coding.get("system"), coding.get("code")
                 if isinstance(system, str) and isinstance(code, str):
@@ -102,7 +108,7 @@ def _index_by_code(resources: list[Resource]) -> dict[tuple[str, str], list[Reso
     index: dict[tuple[str, str], list[Resource]] = defaultdict(list)
     for resource in resources:
         pairs = set(codings_of(resource.get("code")))
-        for component in resource.get("component") or []:
+        for component in as_list(resource.get("component")):
             if isinstance(component, dict):
                 pairs.update(codings_of(component.get("code")))
         for pair in pairs:
@@ -112,7 +118,7 @@ def _index_by_code(resources: list[Resource]) -> dict[tuple[str, str], list[Reso
 
 def entries_of(bundle: Resource) -> Iterator[tuple[str | None, Resource]]:
     """(fullUrl, resource) of every entry of a Bundle, nested Bundles flattened."""
-    for entry in bundle.get("entry") or []:
+    for entry in as_list(bundle.get("entry")):
         if not isinstance(entry, dict):
             continue
         resource = entry.get("resource")
@@ -133,37 +139,68 @@ def records_from_resources(
     Resources that name no known patient are dropped (they are not about anyone we score);
     shared resources without a patient link (Medication, Practitioner, …) go to every record's
     reference index so that references to them resolve.
+
+    A resource without an id (a transaction entry to be POSTed, named only by its ``urn:uuid``
+    fullUrl) gets the id its fullUrl implies, on a copy. A ``Type/id`` seen more than once (the
+    same resource in two searchsets, or a file and a Bundle) is held once: the last copy wins,
+    as it does for reference resolution. A patient's resource that cannot be keyed at all is
+    still kept in its record.
     """
     aliases: dict[str, str] = {}
     by_key: dict[str, Resource] = {}
-    linked: list[tuple[Resource, Any]] = []
+    linked: dict[str, tuple[Resource, str]] = {}
+    unkeyed: list[tuple[Resource, str]] = []
     patients: dict[str, Resource] = {}
-    for full_url, resource in items:
-        key = typed_key(resource)
-        if key is None:
+    for full_url, item in items:
+        if not isinstance(item.get("resourceType"), str):
             continue
-        by_key[key] = resource
-        if full_url:
-            aliases[full_url] = key
+        resource = _with_id_from_full_url(item, full_url)
+        key = typed_key(resource)
+        if key is not None:
+            by_key[key] = resource
+            if full_url:
+                aliases[full_url] = key
         if resource["resourceType"] == "Patient":
-            patients[key] = resource
+            if key is not None:
+                patients[key] = resource
+            continue
+        link = _patient_link(resource)
+        if link is None:
+            continue
+        if key is None:
+            unkeyed.append((resource, link))
         else:
-            link = _patient_link(resource)
-            if link is not None:
-                linked.append((resource, link))
+            linked.pop(key, None)  # re-insert, so the kept copy sits where it was seen last
+            linked[key] = (resource, link)
 
     records = {
         key: PatientRecord(patient, aliases=aliases, by_key=by_key)
         for key, patient in patients.items()
     }
     grouped: dict[str, dict[str, list[Resource]]] = {key: defaultdict(list) for key in records}
-    for resource, link in linked:
+    for resource, link in [*linked.values(), *unkeyed]:
         owner = reference_key(link, aliases)
         if owner in grouped:
             grouped[owner][resource["resourceType"]].append(resource)
     for key, record in records.items():
         record.resources = dict(grouped[key])
     return list(records.values())
+
+
+def _with_id_from_full_url(resource: Resource, full_url: str | None) -> Resource:
+    """``resource``, or a copy with the id its fullUrl implies when it has none."""
+    if resource.get("id") not in (None, "") or not full_url:
+        return resource
+    for prefix in ("urn:uuid:", "urn:oid:"):
+        if full_url.startswith(prefix):
+            candidate: str | None = full_url[len(prefix) :]
+            break
+    else:
+        match = _TYPED_REFERENCE.search(full_url)
+        candidate = match.group(2) if match else None
+    if candidate is None or not _FHIR_ID.fullmatch(candidate):
+        return resource
+    return {**resource, "id": candidate}
 
 
 def _patient_link(resource: Resource) -> str | None:
@@ -193,16 +230,51 @@ def record_from_prefetch(prefetch: Mapping[str, Resource | None]) -> PatientReco
     return records[0] if len(records) == 1 else None
 
 
-def read_ndjson_folder(folder: Path) -> Iterator[tuple[str | None, Resource]]:
-    """Every resource of a FHIR Bulk Data export folder (``*.ndjson``, one type per file)."""
+def read_ndjson_folder(
+    folder: Path,
+    resource_types: Collection[str] | None = None,
+    code_filters: Mapping[str, Collection[str]] | None = None,
+) -> Iterator[tuple[str | None, Resource]]:
+    """Resources of a FHIR Bulk Data export folder (``Type.ndjson`` or ``Type.N.ndjson``).
+
+    With ``resource_types`` only those files are read (what Bulk Data's ``_type`` would ask for).
+    ``code_filters`` maps a type to the codes worth parsing: a line that does not contain any of
+    them as a JSON string cannot match and is skipped unparsed (a cheap bytes search).
+    """
     for path in sorted(folder.glob("*.ndjson")):
+        resource_type = path.name.split(".")[0]
+        if resource_types is not None and resource_type not in resource_types:
+            continue
+        wanted = _code_pattern((code_filters or {}).get(resource_type))
         with path.open("rb") as lines:
             for line in lines:
-                if line.strip():
-                    resource = orjson.loads(line)
-                    if isinstance(resource, dict) and "resourceType" in resource:
-                        yield None, resource
+                if not line.strip() or (wanted is not None and wanted.search(line) is None):
+                    continue
+                resource = orjson.loads(line)
+                if isinstance(resource, dict) and "resourceType" in resource:
+                    yield None, resource
 
 
-def records_from_ndjson(folder: Path) -> list[PatientRecord]:
-    return records_from_resources(read_ndjson_folder(folder))
+_JSON_CODE = re.compile(rb'"code"\s*:\s*"([^"]*)"')
+
+
+def _code_pattern(codes: Collection[str] | None) -> _CodeFilter | None:
+    return _CodeFilter(frozenset(code.encode() for code in codes)) if codes else None
+
+
+@dataclass(frozen=True)
+class _CodeFilter:
+    """Finds lines holding one of the codes as a ``"code": "…"`` value (a superset of matches)."""
+
+    codes: frozenset[bytes]
+
+    def search(self, line: bytes) -> bool | None:
+        return True if any(code in self.codes for code in _JSON_CODE.findall(line)) else None
+
+
+def records_from_ndjson(
+    folder: Path,
+    resource_types: Collection[str] | None = None,
+    code_filters: Mapping[str, Collection[str]] | None = None,
+) -> list[PatientRecord]:
+    return records_from_resources(read_ndjson_folder(folder, resource_types, code_filters))

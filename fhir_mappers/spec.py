@@ -27,6 +27,13 @@ DerivedName = Literal[
     "active_medication_count",
 ]
 MissingPolicy = Literal["nan", "zero"]
+DERIVED_SOURCES = {
+    "length_of_stay_days": "Encounter",
+    "inpatient_admissions": "Encounter",
+    "emergency_visits": "Encounter",
+    "charlson_index": "Condition",
+    "active_medication_count": "MedicationRequest",
+}
 
 
 class _Strict(BaseModel):
@@ -117,6 +124,35 @@ class FeatureSpec(_Strict):
     @property
     def feature_names(self) -> list[str]:
         return [feature.name for feature in self.features]
+
+    @property
+    def resource_types(self) -> frozenset[str]:
+        """Every resource type the spec reads (Patient and Medication always)."""
+        types = {"Patient", "Medication"} | self._derived_types
+        types.update(feature.source for feature in self.features if feature.source is not None)
+        return frozenset(types)
+
+    @property
+    def code_filters(self) -> dict[str, frozenset[str]]:
+        """Codes per resource type, for types that only code-selecting features read."""
+        codes: dict[str, set[str]] = {}
+        for feature in self.features:
+            if feature.source is None or feature.source in self._derived_types:
+                continue
+            for group in (feature.codes, feature.component):
+                if group is not None:
+                    codes.setdefault(feature.source, set()).update(
+                        code for _, code in self.codes_of(group)
+                    )
+        return {source: frozenset(values) for source, values in codes.items()}
+
+    @property
+    def _derived_types(self) -> set[str]:
+        return {
+            DERIVED_SOURCES[feature.derived]
+            for feature in self.features
+            if feature.derived in DERIVED_SOURCES
+        }
 
     def codes_of(self, group: str) -> frozenset[tuple[str, str]]:
         """(system, code) pairs of a code group."""

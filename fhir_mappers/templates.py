@@ -6,16 +6,14 @@ after retrieval; code filters narrow the Observation query to what the spec read
 
 from __future__ import annotations
 
-from fhir_mappers.spec import FeatureSpec
+from fhir_mappers.spec import DERIVED_SOURCES, FeatureSpec
 
 PATIENT_KEY = "patient"
 ENCOUNTER_KEY = "encounter"
 ENCOUNTER_HOOKS = frozenset({"encounter-start", "encounter-discharge"})
-DERIVED_SOURCES = {
-    "inpatient_admissions": "Encounter",
-    "emergency_visits": "Encounter",
-    "charlson_index": "Condition",
-    "active_medication_count": "MedicationRequest",
+# The index encounter comes from its own key; the other derived features need searches.
+SEARCHED_DERIVED_SOURCES = {
+    name: source for name, source in DERIVED_SOURCES.items() if name != "length_of_stay_days"
 }
 SEARCH_KEYS = {
     "Observation": "observations",
@@ -35,8 +33,8 @@ def prefetch_templates(spec: FeatureSpec, hook: str) -> dict[str, str]:
     observation_codes: set[str] = set()
     unfiltered: set[str] = set()
     for feature in spec.features:
-        if feature.derived in DERIVED_SOURCES:
-            unfiltered.add(DERIVED_SOURCES[feature.derived])
+        if feature.derived in SEARCHED_DERIVED_SOURCES:
+            unfiltered.add(SEARCHED_DERIVED_SOURCES[feature.derived])
         if feature.source is None:
             continue
         if feature.source == "Observation":

@@ -114,9 +114,7 @@ def run_bedside(
     """Start Bedside in uvicorn on loopback; yields a signing CDS client for it."""
 
     @contextmanager
-    def run(
-        registry: ServiceRegistry | None = None, **overrides: Any
-    ) -> Iterator[CdsTestClient]:
+    def run(registry: ServiceRegistry | None = None, **overrides: Any) -> Iterator[CdsTestClient]:
         port = free_port()
         overrides.setdefault("public_url", f"http://127.0.0.1:{port}")
         app = create_app(make_settings(**overrides), registry or build_test_registry())

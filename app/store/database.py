@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import event, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import URL, Engine, make_url
 from sqlmodel import SQLModel, create_engine
+
+# Bounds a connection attempt, so that a database that does not answer cannot hang a CDS call.
+CONNECT_TIMEOUT_SECONDS = 5
 
 
 def make_engine(database_url: str) -> Engine:
@@ -21,7 +27,12 @@ def make_engine(database_url: str) -> Engine:
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    connect_args: dict[str, Any] = {}
+    if url.get_backend_name() == "postgresql" and "connect_timeout" not in url.query:
+        connect_args["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
+    return create_engine(
+        url, pool_pre_ping=True, pool_size=10, max_overflow=10, connect_args=connect_args
+    )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -40,10 +51,34 @@ def create_tables(engine: Engine) -> None:
 
 
 def ping(engine: Engine) -> bool:
-    """True when the database answers a trivial query."""
+    """True when the database answers; on failure the pool is emptied, to reconnect afresh.
+
+    A pooled SQLite connection keeps working on a file that was deleted or moved away, so the
+    SQLite file is also reopened by its path.
+    """
     try:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
+        sqlite_file = _sqlite_file(engine.url)
+        if sqlite_file is not None:
+            _read_existing_sqlite(sqlite_file)
         return True
     except Exception:
+        engine.dispose()
         return False
+
+
+def _sqlite_file(url: URL) -> Path | None:
+    """The database file of a plain SQLite URL (not in-memory, not a ``file:`` URI)."""
+    if url.get_backend_name() != "sqlite" or url.query.get("uri"):
+        return None
+    if not url.database or url.database == ":memory:":
+        return None
+    return Path(url.database)
+
+
+def _read_existing_sqlite(path: Path) -> None:
+    """Open ``path`` without creating it (``mode=rw``) and read its schema; raises on failure."""
+    uri = f"file:{quote(str(path.resolve()))}?mode=rw"
+    with closing(sqlite3.connect(uri, uri=True, timeout=CONNECT_TIMEOUT_SECONDS)) as connection:
+        connection.execute("SELECT count(*) FROM sqlite_master").fetchone()

@@ -93,6 +93,7 @@ class SqlFeedbackStore:
                     self._insert(FeedbackRecord)
                     .values(**row)
                     .on_conflict_do_nothing(index_elements=["dedupe_key"])
+                    .returning(FeedbackRecord.id)
                 )
-                stored += connection.execute(statement).rowcount
+                stored += len(connection.execute(statement).all())
         return FeedbackReceipt(stored=stored, duplicates=len(rows) - stored)

@@ -89,6 +89,30 @@ class FhirTestServer:
         return JSONResponse(bundle, media_type="application/fhir+json")
 
 
+def resources_from_bundle(bundle: dict[str, Any]) -> list[dict[str, Any]]:
+    """The resources of a transaction Bundle, ``urn:uuid:`` references rewritten to ``Type/id``.
+
+    That is how a FHIR server holds what a Synthea bundle describes.
+    """
+    references = {
+        entry["fullUrl"]: f"{entry['resource']['resourceType']}/{entry['resource']['id']}"
+        for entry in bundle.get("entry", [])
+        if "fullUrl" in entry and "id" in entry["resource"]
+    }
+    return [_rewrite(entry["resource"], references) for entry in bundle.get("entry", [])]
+
+
+def _rewrite(value: Any, references: dict[str, str]) -> Any:
+    if isinstance(value, dict):
+        return {
+            key: references.get(item, item) if key == "reference" else _rewrite(item, references)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_rewrite(item, references) for item in value]
+    return value
+
+
 def _refers_to_patient(resource: dict[str, Any], patient: str) -> bool:
     patient_id = patient.removeprefix("Patient/")
     for key in ("subject", "patient"):
@@ -96,3 +120,18 @@ def _refers_to_patient(resource: dict[str, Any], patient: str) -> bool:
         if reference.removeprefix("Patient/") == patient_id:
             return True
     return False
+
+
+def observations(patient_id: str, count: int) -> list[dict[str, Any]]:
+    """``count`` body-weight Observations of one patient."""
+    return [
+        {
+            "resourceType": "Observation",
+            "id": f"obs-{patient_id}-{index}",
+            "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
+            "subject": {"reference": f"Patient/{patient_id}"},
+            "valueQuantity": {"value": 70 + index % 10, "unit": "kg"},
+        }
+        for index in range(count)
+    ]

@@ -20,9 +20,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve_on_loopback(
-    app: ASGIApp, port: int = 0, startup_timeout: float = 10.0
-) -> Iterator[str]:
+def serve_on_loopback(app: ASGIApp, port: int = 0, startup_timeout: float = 10.0) -> Iterator[str]:
     """Run ``app`` with uvicorn on 127.0.0.1 (a free port by default); yields its base URL."""
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
