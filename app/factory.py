@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 from fastapi import FastAPI, Request
@@ -18,6 +19,8 @@ from app.health import router as health_router
 from app.logs import quiet_http_loggers
 from app.metrics import Metrics
 from app.middleware import BodyLimitMiddleware, BodyTooLarge, ObservabilityMiddleware
+from app.models.package import load_packages
+from app.models.service import registry_for
 from app.settings import Settings
 from app.store.database import create_tables, make_engine
 from app.store.feedback import SqlFeedbackStore
@@ -32,6 +35,7 @@ from cds_hooks.router import AuthenticationFailed, CdsRuntime, unauthorized_resp
 from cds_hooks.router import router as cds_router
 
 log = logging.getLogger(__name__)
+BUNDLED_MODELS = Path(__file__).resolve().parent / "models" / "bundled"
 
 INSECURE_WARNING = (
     "BEDSIDE_INSECURE_DEV_AUTH is ON: every request is accepted without a signed JWT. "
@@ -44,7 +48,7 @@ def create_app(
 ) -> FastAPI:
     """Build the service. ``registry`` defaults to the services of the configured model packages."""
     settings = settings or Settings()
-    registry = registry if registry is not None else ServiceRegistry()
+    registry = registry if registry is not None else model_registry(settings)
     quiet_http_loggers()
     engine = make_engine(settings.database_url)
     metrics = Metrics.create()
@@ -100,6 +104,26 @@ def create_app(
         is_known_service=lambda sid: registry.get(sid) is not None,
     )
     return app
+
+
+def model_registry(settings: Settings) -> ServiceRegistry:
+    """The CDS services of the configured model packages (the bundled demo by default).
+
+    A package that fails its integrity check stops the start: a tampered model is never served.
+    """
+    model_dir = settings.model_dir or BUNDLED_MODELS
+    if not model_dir.exists():
+        if settings.model_dir is not None:
+            raise FileNotFoundError(f"BEDSIDE_MODEL_DIR {model_dir} does not exist")
+        log.warning("no bundled model package found; no CDS services are offered")
+        return ServiceRegistry()
+    packages = load_packages(model_dir)
+    for package in packages:
+        log.info(
+            "model package loaded",
+            extra={"model": package.name, "version": package.version, "hash": package.package_hash},
+        )
+    return registry_for(packages, settings.public_base)
 
 
 def _trusted_clients(settings: Settings) -> dict[str, TrustedClient]:

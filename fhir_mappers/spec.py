@@ -51,6 +51,7 @@ class FeatureDefinition(_Strict):
     """One model input."""
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    label: str | None = Field(default=None, description="How a clinician calls it, for cards.")
     description: str | None = None
     # Features read from resources:
     source: SourceType | None = None
@@ -88,6 +89,10 @@ class FeatureDefinition(_Strict):
         if self.plausible is not None and self.plausible[0] >= self.plausible[1]:
             raise ValueError(f"{self.name}: plausible range must be (low, high) with low < high")
         return self
+
+    @property
+    def display_name(self) -> str:
+        return self.label or self.name.replace("_", " ").capitalize()
 
     @property
     def missing_fill(self) -> float:

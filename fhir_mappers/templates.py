@@ -27,7 +27,7 @@ SEARCH_KEYS = {
 def prefetch_templates(spec: FeatureSpec, hook: str) -> dict[str, str]:
     """Prefetch key → query template for a service on ``hook`` that maps with ``spec``."""
     templates = {PATIENT_KEY: "Patient/{{context.patientId}}"}
-    if hook in ENCOUNTER_HOOKS:
+    if hook in ENCOUNTER_HOOKS or hook == "patient-view":  # optional on patient-view
         templates[ENCOUNTER_KEY] = "Encounter/{{context.encounterId}}"
 
     observation_codes: set[str] = set()

@@ -1,0 +1,1 @@
+"""Model packages: load (hash-checked), predict, explain, and turn predictions into cards."""

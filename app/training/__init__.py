@@ -1,0 +1,1 @@
+"""Training: synthetic cohorts, datasets, LightGBM fitting, calibration and evaluation."""
