@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 
-.PHONY: install serve test test-postgres lint format ci bench
+.PHONY: install serve test test-postgres lint format ci bench model
 
 $(BIN)/bedside: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,3 +35,10 @@ ci:
 
 bench: install
 	BEDSIDE_FHIR_SAMPLES=$${BEDSIDE_FHIR_SAMPLES:-../shared/fhir-samples} $(BIN)/python benchmarks/bench_mapping.py
+
+# Rebuild the bundled demo package from a fresh synthetic cohort (deterministic by seed).
+DEMO_PATIENTS ?= 6000
+model: install
+	$(BIN)/bedside synth --patients $(DEMO_PATIENTS) --seed 42 --out var/demo-cohort
+	$(BIN)/bedside train --data var/demo-cohort --spec fhir_mappers/specs/readmission_30d.yaml \
+		--out app/models/bundled/readmission-30d --seed 42

@@ -10,6 +10,7 @@ import uvicorn
 
 from app.logs import configure_logging
 from app.settings import Settings
+from app.training import synth, train
 
 
 def create_app_from_environment():  # type: ignore[no-untyped-def]
@@ -55,6 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve_parser.add_argument("--forwarded-allow-ips", default="127.0.0.1")
     serve_parser.set_defaults(run=serve)
+
+    synth_parser = commands.add_parser("synth", help="write a synthetic FHIR cohort (Bulk NDJSON)")
+    synth.add_arguments(synth_parser)
+    synth_parser.set_defaults(run=synth.run)
+
+    train_parser = commands.add_parser("train", help="train, evaluate and package a model")
+    train.add_arguments(train_parser)
+    train_parser.set_defaults(run=train.run)
     return parser
 
 

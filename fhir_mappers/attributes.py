@@ -22,7 +22,7 @@ def age_band(patient: dict[str, Any], index_time: datetime) -> str:
         - birth.year
         - ((index_time.month, index_time.day) < (birth.month, birth.day))
     )
-    return next(label for upper, label in AGE_BANDS if years < upper)
+    return next((label for upper, label in AGE_BANDS if years < upper), AGE_BANDS[-1][1])
 
 
 def _us_core_category(patient: dict[str, Any], url: str) -> str:

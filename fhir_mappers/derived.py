@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from fhir_mappers.charlson import charlson_index
 from fhir_mappers.fhirtime import parse_fhir_datetime
 from fhir_mappers.labels import is_emergency, is_inpatient
-from fhir_mappers.record import PatientRecord, Resource, typed_key
+from fhir_mappers.record import PatientRecord, Resource, as_list, typed_key
 from fhir_mappers.selection import codings, is_ignored, resource_time
 from fhir_mappers.spec import FeatureDefinition
 
@@ -58,38 +58,47 @@ def length_of_stay_days(context: DerivedContext, feature: FeatureDefinition) -> 
     encounter = context.index_encounter
     if encounter is None or not context.valid(encounter, feature.name):
         return NAN, ()
-    period = encounter.get("period") or {}
-    start = parse_fhir_datetime(period.get("start", ""))
-    end = parse_fhir_datetime(period.get("end", "")) or context.index_time
-    end = min(end, context.index_time)
+    start = _period_point(encounter, "start")
+    end = min(_period_point(encounter, "end") or context.index_time, context.index_time)
     if start is None or start > end:
         return NAN, ()
     return (end - start).total_seconds() / 86400, _keys([encounter])
 
 
+def _period_point(encounter: Resource | None, name: str) -> datetime | None:
+    """``period.start`` or ``period.end`` of an Encounter, None when absent or malformed."""
+    period = encounter.get("period") if isinstance(encounter, dict) else None
+    return parse_fhir_datetime(period.get(name)) if isinstance(period, dict) else None
+
+
 def _prior_encounters(
     context: DerivedContext, feature: FeatureDefinition, accept: Callable[[Resource], bool]
 ) -> DerivedResult:
-    """Encounters that started within the window and before the index encounter."""
+    """Encounters that started within the window and before the index encounter.
+
+    Two accepted encounters starting at the same instant are one visit recorded twice (an
+    interface replay under a new id), so each start time counts once.
+    """
     window = feature.window_days or DEFAULT_WINDOWS[str(feature.derived)]
     earliest = context.index_time - timedelta(days=window)
-    index_key = typed_key(context.index_encounter) if context.index_encounter else None
+    index = context.index_encounter
+    index_key = typed_key(index) if index is not None else None
     before = context.index_time
-    if context.index_encounter is not None:
-        index_start = parse_fhir_datetime(
-            (context.index_encounter.get("period") or {}).get("start", "")
-        )
-        before = min(before, index_start) if index_start else before
-    counted = []
+    index_start = _period_point(index, "start")
+    if index_start is not None:
+        before = min(before, index_start)
+    counted: dict[datetime, Resource] = {}
     for encounter in context.record.of_type("Encounter"):
-        if is_ignored(encounter) or typed_key(encounter) == index_key or not accept(encounter):
+        if encounter is index or (index_key is not None and typed_key(encounter) == index_key):
             continue
-        start = parse_fhir_datetime((encounter.get("period") or {}).get("start", ""))
-        if start is None or not earliest < start < before:
+        if is_ignored(encounter) or not accept(encounter):
+            continue
+        start = _period_point(encounter, "start")
+        if start is None or start in counted or not earliest < start < before:
             continue
         if context.valid(encounter, feature.name):
-            counted.append(encounter)
-    return float(len(counted)), _keys(counted)
+            counted[start] = encounter
+    return float(len(counted)), _keys(list(counted.values()))
 
 
 def inpatient_admissions(context: DerivedContext, feature: FeatureDefinition) -> DerivedResult:
@@ -127,7 +136,9 @@ def active_medication_count(context: DerivedContext, feature: FeatureDefinition)
     earliest = context.index_time - timedelta(days=window)
     medications: dict[str, Resource] = {}
     for request in context.record.of_type("MedicationRequest"):
-        if is_ignored(request) or request.get("status") in INACTIVE_MEDICATION_STATUSES:
+        status = request.get("status")
+        inactive = isinstance(status, str) and status in INACTIVE_MEDICATION_STATUSES
+        if inactive or is_ignored(request):
             continue
         authored = resource_time(request)
         if authored is None or not earliest < authored <= context.index_time:
@@ -139,14 +150,36 @@ def active_medication_count(context: DerivedContext, feature: FeatureDefinition)
 
 
 def _medication_identity(record: PatientRecord, request: Resource) -> str:
+    """What makes two requests order the same medication.
+
+    Its code; for an uncoded (e.g. compounded) Medication the set of its ingredients' codes,
+    else its text; else the request itself.
+    """
     concept = request.get("medicationCodeableConcept")
+    reference = request.get("medicationReference")
+    medication = None
     if concept is None:
-        medication = record.resolve(request.get("medicationReference"), container=request)
-        concept = medication.get("code") if medication else None
+        medication = record.resolve(reference, container=request)
+        concept = medication.get("code") if isinstance(medication, dict) else None
     pairs = sorted(codings(concept))
     if pairs:
         return "|".join(pairs[0])
-    return f"request:{id(request)}"
+    if isinstance(medication, dict):
+        ingredients = sorted(
+            {
+                pair
+                for ingredient in as_list(medication.get("ingredient"))
+                if isinstance(ingredient, dict)
+                for pair in codings(ingredient.get("itemCodeableConcept"))
+            }
+        )
+        if ingredients:
+            return "ingredients:" + ";".join("|".join(pair) for pair in ingredients)
+    for holder, name in ((concept, "text"), (reference, "display")):
+        text = holder.get(name) if isinstance(holder, dict) else None
+        if isinstance(text, str) and text.strip():
+            return "text:" + " ".join(text.casefold().split())
+    return f"request:{typed_key(request) or id(request)}"
 
 
 DERIVED_FEATURES: dict[str, Callable[[DerivedContext, FeatureDefinition], DerivedResult]] = {

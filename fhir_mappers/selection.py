@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any
 
 from fhir_mappers.fhirtime import parse_fhir_datetime
-from fhir_mappers.record import IGNORED_STATUSES, Resource
+from fhir_mappers.record import IGNORED_STATUSES, Resource, as_list
 from fhir_mappers.record import codings_of as codings
 
 Codes = frozenset[tuple[str, str]]
@@ -72,10 +73,14 @@ def quantity(element: Any) -> tuple[float, str | None, str | None] | None:
     value = element.get("value")
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
+    try:
+        number = float(value)
+    except OverflowError:  # a legal decimal beyond float range: not a usable number
+        number = math.inf if value > 0 else -math.inf
     unit = element.get("code") or element.get("unit")
     comparator = element.get("comparator")
     return (
-        float(value),
+        number,
         unit if isinstance(unit, str) else None,
         comparator if isinstance(comparator, str) else None,
     )
@@ -83,7 +88,7 @@ def quantity(element: Any) -> tuple[float, str | None, str | None] | None:
 
 def component_quantity(resource: Resource, codes: Codes) -> Any:
     """The valueQuantity of the first component whose code is in ``codes``."""
-    for component in resource.get("component") or []:
+    for component in as_list(resource.get("component")):
         if isinstance(component, dict) and matches(component.get("code"), codes):
             return component.get("valueQuantity")
     return None
