@@ -31,7 +31,6 @@ from fhir_mappers.selection import (
 )
 from fhir_mappers.spec import FeatureDefinition, FeatureSpec
 from fhir_mappers.units import convert, normalise_unit
-from fhir_mappers.validation import ValidationCache
 
 
 class InvalidPatient(ValueError):
@@ -46,7 +45,8 @@ class _Run:
         self.record = record
         self.index_time = index_time
         self.notes: list[QualityNote] = []
-        self.validation = ValidationCache()
+        self.validation = record.validation
+        self.validated_before = record.validation.validated
         self._reported_invalid: set[int] = set()
 
     def note(
@@ -112,7 +112,7 @@ def map_patient(
         provenance=provenance,
         notes=run.notes,
         attributes=subgroup_attributes(patient, index_time),
-        validated_resources=run.validation.validated,
+        validated_resources=run.validation.validated - run.validated_before,
     )
 
 

@@ -16,6 +16,8 @@ from typing import Any
 
 import orjson
 
+from fhir_mappers.validation import ValidationCache
+
 Resource = dict[str, Any]
 
 _TYPED_REFERENCE = re.compile(
@@ -53,6 +55,7 @@ class PatientRecord:
     _code_index: dict[str, dict[tuple[str, str], list[Resource]]] = field(
         default_factory=dict, repr=False
     )
+    validation: ValidationCache = field(default_factory=ValidationCache, repr=False)
 
     def of_type(self, resource_type: str) -> list[Resource]:
         return self.resources.get(resource_type, [])

@@ -38,7 +38,11 @@ def validation_error(resource: dict[str, Any]) -> str | None:
 
 
 class ValidationCache:
-    """Validates each resource object at most once during one mapping run."""
+    """Validates each resource object at most once while the cache lives.
+
+    A record keeps one for all its mapping runs, so a patient mapped at several index times
+    (training) validates each resource once.
+    """
 
     def __init__(self) -> None:
         self._results: dict[int, str | None] = {}

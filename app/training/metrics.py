@@ -65,7 +65,7 @@ def logistic_fit(
     beta = np.zeros(x.shape[1])
     offset = np.zeros(len(y)) if offset is None else offset
     for _ in range(iterations):
-        p = 1 / (1 + np.exp(-(x @ beta + offset)))
+        p = 1 / (1 + np.exp(-np.clip(x @ beta + offset, -35, 35)))
         gradient = x.T @ (y - p)
         hessian = (x * (p * (1 - p))[:, None]).T @ x
         step = np.linalg.solve(hessian + 1e-9 * np.eye(x.shape[1]), gradient)

@@ -119,14 +119,14 @@ def baseline_results(test: Dataset) -> dict[str, Any]:
     }
 
 
-def fingerprint(dataset: Dataset, data_dir: Path) -> dict[str, Any]:
+def fingerprint(dataset: Dataset, source: str) -> dict[str, Any]:
     digest = hashlib.sha256()
     digest.update(np.ascontiguousarray(dataset.x).tobytes())
     digest.update(dataset.y.tobytes())
     digest.update("\n".join(dataset.encounter_ids).encode())
     return {
         "sha256": digest.hexdigest(),
-        "source": data_dir.name,
+        "source": source,
         "patients": len(set(dataset.patient_ids)),
         "index_stays": len(dataset.y),
         "events": int(dataset.y.sum()),
@@ -147,18 +147,42 @@ def train_package(
     moderate_flag_rate: float = 0.5,
     progress: bool = True,
 ) -> Path:
-    """Train, evaluate and write a package folder at ``out`` (replaced if it exists)."""
+    """Read the data, train, evaluate and write a package folder at ``out`` (replaced)."""
     dataset = load_dataset(data_dir, spec, progress=progress)
+    fit_and_package(
+        dataset,
+        spec,
+        out,
+        source=data_dir.name,
+        seed=seed,
+        version=version,
+        high_flag_rate=high_flag_rate,
+        moderate_flag_rate=moderate_flag_rate,
+    )
+    return out
+
+
+def fit_and_package(
+    dataset: Dataset,
+    spec: FeatureSpec,
+    out: Path,
+    *,
+    source: str,
+    seed: int = 0,
+    version: str = "1.0.0",
+    high_flag_rate: float = 0.2,
+    moderate_flag_rate: float = 0.5,
+) -> dict[str, np.ndarray]:
+    """Train and evaluate on ``dataset``, write the package; returns the split masks."""
     if len(dataset.y) == 0 or dataset.y.sum() == 0:
         raise ValueError("no labelled index stays with events in the data")
     masks = split_by_patient(dataset, seed)
     parts = {name: dataset.subset(mask) for name, mask in masks.items()}
     booster = fit_booster(parts["train"], parts["early_stopping"], seed)
-    platt = fit_platt(
-        booster.predict(parts["calibration"].x, raw_score=True), parts["calibration"].y
-    )
+    calibration_part = parts["calibration"]
+    platt = fit_platt(booster.predict(calibration_part.x, raw_score=True), calibration_part.y)
     bands = risk_bands(
-        calibrated(booster, parts["calibration"].x, platt), high_flag_rate, moderate_flag_rate
+        calibrated(booster, calibration_part.x, platt), high_flag_rate, moderate_flag_rate
     )
     thresholds = {band["name"]: band["lower"] for band in bands["bands"] if band["lower"] > 0}
     test = parts["test"]
@@ -171,7 +195,6 @@ def train_package(
         "best_iteration": booster.best_iteration,
     }
     train_scores = calibrated(booster, parts["train"].x, platt)
-    print_data = fingerprint(dataset, data_dir)
     _write_package(
         out,
         spec=spec,
@@ -180,10 +203,10 @@ def train_package(
         platt=platt,
         bands=bands,
         reference=package_reference(dataset.feature_names, parts["train"].x, train_scores),
-        fingerprint=print_data,
+        fingerprint=fingerprint(dataset, source),
         evaluation=evaluation,
     )
-    return out
+    return masks
 
 
 def _write_package(out: Path, *, spec: FeatureSpec, version: str, **parts: Any) -> None:

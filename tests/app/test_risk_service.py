@@ -1,0 +1,146 @@
+"""End to end: an EHR's hook request with prefetch → features → prediction → a valid risk card."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from app.models.service import registry_for
+from fhir_mappers.record import PatientRecord, records_from_ndjson
+from tests.app.conftest import TrainedModel
+from tests.support.cds_client import CdsTestClient
+
+# The first test pays for generating a cohort and training on it (a session fixture).
+pytestmark = pytest.mark.timeout(600)
+
+DISCHARGE = "readmission-30d-encounter-discharge"
+PATIENT_VIEW = "readmission-30d-patient-view"
+
+
+def searchset(resources: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": len(resources),
+        "entry": [{"resource": resource} for resource in resources],
+    }
+
+
+def prefetch_for(record: PatientRecord, encounter: dict[str, Any]) -> dict[str, Any]:
+    """What an EHR would send for the package's prefetch templates."""
+    return {
+        "patient": record.patient,
+        "encounter": encounter,
+        "observations": searchset(record.of_type("Observation")),
+        "conditions": searchset(record.of_type("Condition")),
+        "encounters": searchset(
+            [encounter if e["id"] == encounter["id"] else e for e in record.of_type("Encounter")]
+        ),
+        "medications": searchset(record.of_type("MedicationRequest")),
+    }
+
+
+def hook_request(hook: str, record: PatientRecord, encounter: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "hook": hook,
+        "hookInstance": str(uuid.uuid4()),
+        "context": {
+            "userId": "Practitioner/attending-1",
+            "patientId": record.patient["id"],  # type: ignore[index]
+            "encounterId": encounter["id"],
+        },
+        "prefetch": prefetch_for(record, encounter),
+    }
+
+
+@pytest.fixture(scope="module")
+def stays_by_risk(trained_model: TrainedModel) -> list[tuple[float, PatientRecord, dict]]:
+    """In-period index stays of the cohort, lowest true risk first."""
+    records = {r.patient_key: r for r in records_from_ndjson(trained_model.cohort)}
+    stays = []
+    for key, row in trained_model.truth.items():
+        if row["in_period"] != "1":
+            continue
+        record = records[f"Patient/{row['patient_id']}"]
+        encounter = record.by_key[key]
+        stays.append((float(row["true_risk"]), record, encounter))
+    stays.sort(key=lambda stay: stay[0])
+    return stays
+
+
+def _registry(trained_model: TrainedModel) -> Any:
+    return registry_for([trained_model.package], "http://127.0.0.1")
+
+
+def test_discovery_lists_the_package_services_with_derived_prefetch(
+    run_bedside: Callable[..., Any], trained_model: TrainedModel
+) -> None:
+    with run_bedside(registry=_registry(trained_model)) as client:
+        services = {s["id"]: s for s in client.discovery().json()["services"]}
+    assert set(services) == {DISCHARGE, PATIENT_VIEW}
+    assert services[DISCHARGE]["hook"] == "encounter-discharge"
+    assert services[DISCHARGE]["prefetch"]["encounter"] == "Encounter/{{context.encounterId}}"
+    assert "code=" in services[DISCHARGE]["prefetch"]["observations"]
+
+
+def _card(client: CdsTestClient, service: str, body: dict[str, Any]) -> dict[str, Any]:
+    response = client.call(service, body)
+    assert response.status_code == 200, response.text
+    [card] = response.json()["cards"]
+    return card
+
+
+def test_high_risk_discharge_gets_a_warning_card_with_drivers_and_a_suggestion(
+    run_bedside: Callable[..., Any], trained_model: TrainedModel, stays_by_risk: list
+) -> None:
+    _, record, encounter = stays_by_risk[-1]
+    with run_bedside(registry=_registry(trained_model)) as client:
+        card = _card(client, DISCHARGE, hook_request("encounter-discharge", record, encounter))
+    assert card["summary"].endswith("(high)")
+    assert card["indicator"] == "warning"
+    assert "**Main factors**" in card["detail"] and "risk" in card["detail"]
+    assert card["selectionBehavior"] == "at-most-one"
+    assert card["suggestions"][0]["actions"][0]["resource"]["resourceType"] == "ServiceRequest"
+    codes = {reason["code"] for reason in card["overrideReasons"]}
+    assert {"risk-overestimated", "already-addressed"} <= codes
+    assert any("/explanations/" in link["url"] for link in card["links"])
+
+
+def test_low_risk_discharge_gets_an_info_card_without_a_suggestion(
+    run_bedside: Callable[..., Any], trained_model: TrainedModel, stays_by_risk: list
+) -> None:
+    _, record, encounter = stays_by_risk[0]
+    with run_bedside(registry=_registry(trained_model)) as client:
+        card = _card(client, DISCHARGE, hook_request("encounter-discharge", record, encounter))
+    assert card["summary"].endswith("(low)")
+    assert card["indicator"] == "info"
+    assert "suggestions" not in card
+
+
+def test_patient_view_scores_only_during_an_inpatient_stay(
+    run_bedside: Callable[..., Any], trained_model: TrainedModel, stays_by_risk: list
+) -> None:
+    _, record, encounter = stays_by_risk[len(stays_by_risk) // 2]
+    ongoing = copy.deepcopy(encounter)
+    ongoing["status"] = "in-progress"
+    ongoing["period"].pop("end")
+    with run_bedside(registry=_registry(trained_model)) as client:
+        during = client.call(PATIENT_VIEW, hook_request("patient-view", record, ongoing))
+        after = client.call(PATIENT_VIEW, hook_request("patient-view", record, encounter))
+    assert during.status_code == 200 and len(during.json()["cards"]) == 1
+    assert after.status_code == 200 and after.json()["cards"] == []
+
+
+def test_prefetch_for_another_patient_is_refused_with_400(
+    run_bedside: Callable[..., Any], trained_model: TrainedModel, stays_by_risk: list
+) -> None:
+    _, record, encounter = stays_by_risk[0]
+    body = hook_request("encounter-discharge", record, encounter)
+    body["context"]["patientId"] = "someone-else"
+    with run_bedside(registry=_registry(trained_model)) as client:
+        response = client.call(DISCHARGE, body)
+    assert response.status_code == 400
