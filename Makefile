@@ -34,10 +34,11 @@ ci:
 	bash .ci/run
 
 bench: install
-	BEDSIDE_FHIR_SAMPLES=$${BEDSIDE_FHIR_SAMPLES:-../shared/fhir-samples} $(BIN)/python benchmarks/bench_mapping.py
+	BEDSIDE_FHIR_SAMPLES=$${BEDSIDE_FHIR_SAMPLES:-../shared/fhir-samples} $(BIN)/python -m benchmarks.bench_mapping
+	BEDSIDE_FHIR_SAMPLES=$${BEDSIDE_FHIR_SAMPLES:-../shared/fhir-samples} $(BIN)/python -m benchmarks.bench_predict
 
 # Rebuild the bundled demo package from a fresh synthetic cohort (deterministic by seed).
-DEMO_PATIENTS ?= 6000
+DEMO_PATIENTS ?= 2500
 model: install
 	$(BIN)/bedside synth --patients $(DEMO_PATIENTS) --seed 42 --out var/demo-cohort
 	$(BIN)/bedside train --data var/demo-cohort --spec fhir_mappers/specs/readmission_30d.yaml \

@@ -19,12 +19,14 @@ from app.health import router as health_router
 from app.logs import quiet_http_loggers
 from app.metrics import Metrics
 from app.middleware import BodyLimitMiddleware, BodyTooLarge, ObservabilityMiddleware
-from app.models.package import load_packages
+from app.models.package import ModelPackage, load_packages
 from app.models.service import registry_for
 from app.settings import Settings
 from app.store.database import create_tables, make_engine
+from app.store.explanations import SqlExplanationStore
 from app.store.feedback import SqlFeedbackStore
 from app.store.replay import SqlReplayGuard
+from app.web.pages import router as pages_router
 from cds_hooks.auth.clients import TrustedClient, load_trusted_clients
 from cds_hooks.auth.jwks import JwksCache
 from cds_hooks.auth.verifier import Authenticator, InsecureDevAuthenticator, JwtAuthenticator
@@ -44,13 +46,22 @@ INSECURE_WARNING = (
 
 
 def create_app(
-    settings: Settings | None = None, registry: ServiceRegistry | None = None
+    settings: Settings | None = None,
+    registry: ServiceRegistry | None = None,
+    packages: list[ModelPackage] | None = None,
 ) -> FastAPI:
-    """Build the service. ``registry`` defaults to the services of the configured model packages."""
+    """Build the service.
+
+    The CDS services are ``registry`` when given (tests), else those of ``packages``, else those
+    of the packages in ``BEDSIDE_MODEL_DIR`` (the bundled demo package by default).
+    """
     settings = settings or Settings()
-    registry = registry if registry is not None else model_registry(settings)
     quiet_http_loggers()
     engine = make_engine(settings.database_url)
+    explanations = SqlExplanationStore(engine)
+    if registry is None:
+        packages = packages if packages is not None else load_model_packages(settings)
+        registry = registry_for(packages, settings.public_base, explanations)
     metrics = Metrics.create()
     clients = _trusted_clients(settings)
 
@@ -83,8 +94,11 @@ def create_app(
     app.state.settings = settings
     app.state.engine = engine
     app.state.metrics = metrics
+    app.state.packages = packages or []
+    app.state.explanations = explanations
     app.include_router(cds_router)
     app.include_router(health_router)
+    app.include_router(pages_router)
     _install_error_handlers(app)
 
     app.add_middleware(
@@ -106,8 +120,8 @@ def create_app(
     return app
 
 
-def model_registry(settings: Settings) -> ServiceRegistry:
-    """The CDS services of the configured model packages (the bundled demo by default).
+def load_model_packages(settings: Settings) -> list[ModelPackage]:
+    """The configured model packages (the bundled demo by default).
 
     A package that fails its integrity check stops the start: a tampered model is never served.
     """
@@ -116,14 +130,14 @@ def model_registry(settings: Settings) -> ServiceRegistry:
         if settings.model_dir is not None:
             raise FileNotFoundError(f"BEDSIDE_MODEL_DIR {model_dir} does not exist")
         log.warning("no bundled model package found; no CDS services are offered")
-        return ServiceRegistry()
+        return []
     packages = load_packages(model_dir)
     for package in packages:
         log.info(
             "model package loaded",
             extra={"model": package.name, "version": package.version, "hash": package.package_hash},
         )
-    return registry_for(packages, settings.public_base)
+    return packages
 
 
 def _trusted_clients(settings: Settings) -> dict[str, TrustedClient]:

@@ -114,10 +114,18 @@ def run_bedside(
     """Start Bedside in uvicorn on loopback; yields a signing CDS client for it."""
 
     @contextmanager
-    def run(registry: ServiceRegistry | None = None, **overrides: Any) -> Iterator[CdsTestClient]:
+    def run(
+        registry: ServiceRegistry | None = None,
+        packages: list[Any] | None = None,
+        **overrides: Any,
+    ) -> Iterator[CdsTestClient]:
         port = free_port()
         overrides.setdefault("public_url", f"http://127.0.0.1:{port}")
-        app = create_app(make_settings(**overrides), registry or build_test_registry())
+        settings = make_settings(**overrides)
+        if packages is not None:
+            app = create_app(settings, packages=packages)
+        else:
+            app = create_app(settings, registry or build_test_registry())
         with serve_on_loopback(app, port=port) as base_url:
             client = CdsTestClient(base_url, signing_key, TEST_ISSUER)
             try:

@@ -38,6 +38,7 @@ def risk_card(
     prediction: Prediction,
     public_base: str,
     card_uuid: UUID | None = None,
+    explanation_link: bool = True,
 ) -> Card:
     """The card for one prediction; ``card_uuid`` ties feedback and the explanation page to it."""
     card_uuid = card_uuid or uuid4()
@@ -62,19 +63,26 @@ def risk_card(
         suggestions=[suggestion] if suggestion else [],
         selection_behavior="at-most-one" if suggestion else None,
         override_reasons=list(OVERRIDE_REASONS),
-        links=[
-            Link(
-                label="Why this risk? (explanation)",
-                url=f"{public_base}/explanations/{card_uuid}",
-                type="absolute",
-            ),
-            Link(
-                label="About this model (model card)",
-                url=f"{public_base}/models/{package.name}/card",
-                type="absolute",
-            ),
-        ],
+        links=_links(package, public_base, card_uuid, explanation_link),
     )
+
+
+def _links(package: ModelPackage, public_base: str, card_uuid: UUID, explain: bool) -> list[Link]:
+    links = [
+        Link(
+            label="About this model (model card)",
+            url=f"{public_base}/models/{package.name}/card",
+            type="absolute",
+        )
+    ]
+    if explain:
+        explanation = Link(
+            label="Why this risk? (explanation)",
+            url=f"{public_base}/explanations/{card_uuid}",
+            type="absolute",
+        )
+        links.insert(0, explanation)
+    return links
 
 
 def _detail(package: ModelPackage, prediction: Prediction) -> str:

@@ -44,6 +44,7 @@ class Prediction:
     raw_probability: float
     band: RiskBand
     contributions: dict[str, float]  # per feature, log-odds (raw model)
+    values: dict[str, float | None]  # per feature, None when missing
     base_value: float  # log-odds before any feature
     drivers: tuple[Driver, ...]
     missing: tuple[str, ...]  # display names of inputs that were missing
@@ -89,12 +90,30 @@ class Predictor:
             raw_probability=sigmoid(raw_logit),
             band=self.package.band_for(probability),
             contributions=per_feature,
+            values={
+                name: None if math.isnan(value) else float(value)
+                for name, value in zip(self.names, vector[0], strict=True)
+            },
             base_value=float(contributions[-1]),
             drivers=self._drivers(vector[0], per_feature),
             missing=tuple(
                 feature.display_name for feature in self.features if feature.name in row.missing
             ),
         )
+
+    def explanation_rows(self, prediction: Prediction) -> list[dict[str, object]]:
+        """Every feature with its value and contribution, largest effect first."""
+        rows = [
+            {
+                "feature": feature.name,
+                "label": feature.display_name,
+                "value": prediction.values[feature.name],
+                "unit": feature.unit or DERIVED_UNITS.get(str(feature.derived)),
+                "contribution": prediction.contributions[feature.name],
+            }
+            for feature in self.features
+        ]
+        return sorted(rows, key=lambda row: abs(row["contribution"]), reverse=True)  # type: ignore[arg-type]
 
     def _drivers(self, vector: np.ndarray, contributions: dict[str, float]) -> tuple[Driver, ...]:
         ranked = sorted(

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from uuid import uuid4
 
 from app.models.card import risk_card
 from app.models.package import ModelPackage
 from app.models.predictor import Predictor
+from app.store.explanations import SqlExplanationStore, explanation_record
 from cds_hooks.errors import ProtocolError
 from cds_hooks.models import HookResponse
 from cds_hooks.registry import CdsService, HookCall, ServiceRegistry
@@ -24,10 +26,17 @@ log = logging.getLogger(__name__)
 class PackageService:
     """Serves one package on one hook."""
 
-    def __init__(self, package: ModelPackage, hook: str, public_base: str) -> None:
+    def __init__(
+        self,
+        package: ModelPackage,
+        hook: str,
+        public_base: str,
+        explanations: SqlExplanationStore | None = None,
+    ) -> None:
         self.package = package
         self.hook = hook
         self.public_base = public_base
+        self.explanations = explanations
         self.predictor = Predictor(package)
 
     def definition(self) -> CdsService:
@@ -58,7 +67,19 @@ class PackageService:
         prediction = self.predictor.predict(row)
         if prediction.band.name == "low" and not self.package.service.get("card_for_low_risk"):
             return HookResponse()
-        card = risk_card(self.package, prediction, self.public_base)
+        card_uuid = uuid4()
+        if self.explanations is not None:
+            rows = self.predictor.explanation_rows(prediction)
+            await self.explanations.save(
+                explanation_record(card_uuid, self.package, prediction, rows)
+            )
+        card = risk_card(
+            self.package,
+            prediction,
+            self.public_base,
+            card_uuid,
+            explanation_link=self.explanations is not None,
+        )
         return HookResponse(cards=[card])
 
 
@@ -73,9 +94,14 @@ def _during_inpatient_stay(call: HookCall) -> bool:
     return encounter.get("status") in ("in-progress", "arrived", "triaged", "onleave")
 
 
-def registry_for(packages: list[ModelPackage], public_base: str) -> ServiceRegistry:
+def registry_for(
+    packages: list[ModelPackage],
+    public_base: str,
+    explanations: SqlExplanationStore | None = None,
+) -> ServiceRegistry:
     registry = ServiceRegistry()
     for package in packages:
         for hook in package.service["hooks"]:
-            registry.register(PackageService(package, hook, public_base).definition())
+            service = PackageService(package, hook, public_base, explanations)
+            registry.register(service.definition())
     return registry

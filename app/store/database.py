@@ -45,7 +45,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def create_tables(engine: Engine) -> None:
     """Create missing tables (idempotent). Importing the table modules registers them."""
-    from app.store import feedback, replay  # noqa: F401
+    from app.store import explanations, feedback, replay  # noqa: F401
 
     SQLModel.metadata.create_all(engine)
 

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from app.models.service import registry_for
 from fhir_mappers.record import PatientRecord, records_from_ndjson
 from tests.app.conftest import TrainedModel
 from tests.support.cds_client import CdsTestClient
@@ -72,14 +71,10 @@ def stays_by_risk(trained_model: TrainedModel) -> list[tuple[float, PatientRecor
     return stays
 
 
-def _registry(trained_model: TrainedModel) -> Any:
-    return registry_for([trained_model.package], "http://127.0.0.1")
-
-
 def test_discovery_lists_the_package_services_with_derived_prefetch(
     run_bedside: Callable[..., Any], trained_model: TrainedModel
 ) -> None:
-    with run_bedside(registry=_registry(trained_model)) as client:
+    with run_bedside(packages=[trained_model.package]) as client:
         services = {s["id"]: s for s in client.discovery().json()["services"]}
     assert set(services) == {DISCHARGE, PATIENT_VIEW}
     assert services[DISCHARGE]["hook"] == "encounter-discharge"
@@ -98,7 +93,7 @@ def test_high_risk_discharge_gets_a_warning_card_with_drivers_and_a_suggestion(
     run_bedside: Callable[..., Any], trained_model: TrainedModel, stays_by_risk: list
 ) -> None:
     _, record, encounter = stays_by_risk[-1]
-    with run_bedside(registry=_registry(trained_model)) as client:
+    with run_bedside(packages=[trained_model.package]) as client:
         card = _card(client, DISCHARGE, hook_request("encounter-discharge", record, encounter))
     assert card["summary"].endswith("(high)")
     assert card["indicator"] == "warning"
@@ -114,7 +109,7 @@ def test_low_risk_discharge_gets_an_info_card_without_a_suggestion(
     run_bedside: Callable[..., Any], trained_model: TrainedModel, stays_by_risk: list
 ) -> None:
     _, record, encounter = stays_by_risk[0]
-    with run_bedside(registry=_registry(trained_model)) as client:
+    with run_bedside(packages=[trained_model.package]) as client:
         card = _card(client, DISCHARGE, hook_request("encounter-discharge", record, encounter))
     assert card["summary"].endswith("(low)")
     assert card["indicator"] == "info"
@@ -128,7 +123,7 @@ def test_patient_view_scores_only_during_an_inpatient_stay(
     ongoing = copy.deepcopy(encounter)
     ongoing["status"] = "in-progress"
     ongoing["period"].pop("end")
-    with run_bedside(registry=_registry(trained_model)) as client:
+    with run_bedside(packages=[trained_model.package]) as client:
         during = client.call(PATIENT_VIEW, hook_request("patient-view", record, ongoing))
         after = client.call(PATIENT_VIEW, hook_request("patient-view", record, encounter))
     assert during.status_code == 200 and len(during.json()["cards"]) == 1
@@ -141,6 +136,25 @@ def test_prefetch_for_another_patient_is_refused_with_400(
     _, record, encounter = stays_by_risk[0]
     body = hook_request("encounter-discharge", record, encounter)
     body["context"]["patientId"] = "someone-else"
-    with run_bedside(registry=_registry(trained_model)) as client:
+    with run_bedside(packages=[trained_model.package]) as client:
         response = client.call(DISCHARGE, body)
     assert response.status_code == 400
+
+
+def test_card_links_open_the_explanation_and_the_model_card(
+    run_bedside: Callable[..., Any], trained_model: TrainedModel, stays_by_risk: list
+) -> None:
+    _, record, encounter = stays_by_risk[-1]
+    with run_bedside(packages=[trained_model.package]) as client:
+        card = _card(client, DISCHARGE, hook_request("encounter-discharge", record, encounter))
+        links = {link["label"]: link["url"] for link in card["links"]}
+        explanation = client.http.get(links["Why this risk? (explanation)"])
+        model_card = client.http.get(links["About this model (model card)"])
+        unknown = client.http.get(f"{client.base_url}/explanations/{uuid.uuid4()}")
+    assert explanation.status_code == 200
+    percent = card["summary"].split(": ")[1].split("%")[0]
+    assert f"Why {percent}% (high)?" in explanation.text
+    assert explanation.text.count("<rect") >= 5  # the waterfall's bars
+    assert model_card.status_code == 200 and "Intended use" in model_card.text
+    assert "LACE AUROC (baseline)" in model_card.text
+    assert unknown.status_code == 404

@@ -1,0 +1,1 @@
+"""Server-rendered pages: model cards and per-card explanations (no external assets)."""
