@@ -83,18 +83,42 @@ def calibrated(booster: lgb.Booster, x: np.ndarray, platt: dict[str, float]) -> 
     return 1 / (1 + np.exp(-(platt["slope"] * raw + platt["intercept"])))
 
 
-def risk_bands(p: np.ndarray, high_flag_rate: float, moderate_flag_rate: float) -> dict[str, Any]:
-    """Band thresholds chosen so that the given shares of the calibration split are flagged."""
-    high = float(np.quantile(p, 1 - high_flag_rate))
-    moderate = float(np.quantile(p, 1 - moderate_flag_rate))
+def risk_bands(
+    p: np.ndarray,
+    y: np.ndarray,
+    high_flag_rate: float,
+    moderate_flag_rate: float,
+    target_sensitivity: float | None = None,
+) -> dict[str, Any]:
+    """Band thresholds on the calibration split.
+
+    ``high`` flags ``high_flag_rate`` of the stays, or, with ``target_sensitivity``, the fewest
+    stays that still catch that share of the readmissions; ``moderate`` flags
+    ``moderate_flag_rate`` (never fewer than ``high``).
+    """
+    if target_sensitivity is None:
+        high = float(np.quantile(p, 1 - high_flag_rate))
+        chosen_by: dict[str, float] = {"high_flag_rate": high_flag_rate}
+    else:
+        high = threshold_for_sensitivity(p, y, target_sensitivity)
+        chosen_by = {"target_sensitivity": target_sensitivity}
+    moderate = min(float(np.quantile(p, 1 - moderate_flag_rate)), high)
     return {
-        "chosen_by": {"high_flag_rate": high_flag_rate, "moderate_flag_rate": moderate_flag_rate},
+        "chosen_by": {**chosen_by, "moderate_flag_rate": moderate_flag_rate},
         "bands": [
             {"name": "low", "lower": 0.0, "indicator": "info"},
             {"name": "moderate", "lower": moderate, "indicator": "info"},
             {"name": "high", "lower": high, "indicator": "warning"},
         ],
     }
+
+
+def threshold_for_sensitivity(p: np.ndarray, y: np.ndarray, target: float) -> float:
+    """The highest threshold whose sensitivity (``p >= t``) reaches ``target``."""
+    order = np.argsort(-p, kind="stable")
+    caught = np.cumsum(y[order]) / max(int(y.sum()), 1)
+    position = int(np.searchsorted(caught, target))
+    return float(p[order][min(position, len(p) - 1)])
 
 
 def subgroup_results(test: Dataset, p: np.ndarray, thresholds: dict[str, float]) -> dict[str, Any]:
@@ -145,6 +169,7 @@ def train_package(
     version: str = "1.0.0",
     high_flag_rate: float = 0.2,
     moderate_flag_rate: float = 0.5,
+    target_sensitivity: float | None = None,
     progress: bool = True,
 ) -> Path:
     """Read the data, train, evaluate and write a package folder at ``out`` (replaced)."""
@@ -158,6 +183,7 @@ def train_package(
         version=version,
         high_flag_rate=high_flag_rate,
         moderate_flag_rate=moderate_flag_rate,
+        target_sensitivity=target_sensitivity,
     )
     return out
 
@@ -172,6 +198,7 @@ def fit_and_package(
     version: str = "1.0.0",
     high_flag_rate: float = 0.2,
     moderate_flag_rate: float = 0.5,
+    target_sensitivity: float | None = None,
 ) -> dict[str, np.ndarray]:
     """Train and evaluate on ``dataset``, write the package; returns the split masks."""
     if len(dataset.y) == 0 or dataset.y.sum() == 0:
@@ -182,7 +209,11 @@ def fit_and_package(
     calibration_part = parts["calibration"]
     platt = fit_platt(booster.predict(calibration_part.x, raw_score=True), calibration_part.y)
     bands = risk_bands(
-        calibrated(booster, calibration_part.x, platt), high_flag_rate, moderate_flag_rate
+        calibrated(booster, calibration_part.x, platt),
+        calibration_part.y,
+        high_flag_rate,
+        moderate_flag_rate,
+        target_sensitivity,
     )
     thresholds = {band["name"]: band["lower"] for band in bands["bands"] if band["lower"] > 0}
     test = parts["test"]
@@ -257,6 +288,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--version", default="1.0.0")
     parser.add_argument("--high-flag-rate", type=float, default=0.2)
     parser.add_argument("--moderate-flag-rate", type=float, default=0.5)
+    parser.add_argument(
+        "--target-sensitivity",
+        type=float,
+        help="set the high band to catch this share of readmissions instead of a flag rate",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -268,6 +304,7 @@ def run(args: argparse.Namespace) -> int:
         version=args.version,
         high_flag_rate=args.high_flag_rate,
         moderate_flag_rate=args.moderate_flag_rate,
+        target_sensitivity=args.target_sensitivity,
     )
     evaluation = json.loads((out / files.EVALUATION).read_text())
     auroc = evaluation["test"]["auroc"]
