@@ -241,7 +241,7 @@ def test_coded_value_is_mapped_through_the_concept_table() -> None:
 
 def test_invalid_contributing_resource_is_skipped_and_reported() -> None:
     broken = observation(CREATININE_SERUM, 4.0, "mg/dL", "2024-02-10T08:00:00Z", observation_id="x")
-    broken["category"] = "laboratory"  # must be a list of CodeableConcepts
+    broken["valueQuantity"]["precision"] = 2  # Quantity has no such element
     good = observation(CREATININE_SERUM, 1.1, "mg/dL", "2024-01-10T08:00:00Z")
     row = map_resources(good, broken)
     assert row.values["creatinine_last"] == 1.1
