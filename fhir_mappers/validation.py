@@ -70,6 +70,12 @@ CONSUMED_ELEMENTS: dict[str, frozenset[str]] = {
     "Procedure": frozenset({"status", "code", "subject", "performedDateTime", "performedPeriod"}),
 }
 ALWAYS_KEPT = frozenset({"resourceType", "id"})
+CONSUMED_EXTENSIONS = frozenset(
+    {
+        "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race",
+        "http://hl7.org/fhir/us/core/StructureDefinition/us-core-ethnicity",
+    }
+)
 
 
 def consumed_part(resource: dict[str, Any]) -> dict[str, Any]:
@@ -77,7 +83,17 @@ def consumed_part(resource: dict[str, Any]) -> dict[str, Any]:
     consumed = CONSUMED_ELEMENTS.get(str(resource.get("resourceType")))
     if consumed is None:
         return resource
-    return {key: value for key, value in resource.items() if key in consumed or key in ALWAYS_KEPT}
+    part = {key: value for key, value in resource.items() if key in consumed or key in ALWAYS_KEPT}
+    extensions = part.get("extension")
+    if isinstance(extensions, list):
+        part["extension"] = [
+            extension
+            for extension in extensions
+            if not isinstance(extension, dict) or extension.get("url") in CONSUMED_EXTENSIONS
+        ]
+        if not part["extension"]:
+            del part["extension"]
+    return part
 
 
 @cache
