@@ -22,6 +22,7 @@ from sqlalchemy import create_engine, text
 
 from tests.support.cds_client import CdsTestClient
 from tests.support.cds_validator import validate_response
+from tests.support.fhir_builders import searchset
 from tests.support.fhir_server import FhirTestServer, observations, resources_from_bundle
 from tests.support.servers import free_port
 from tests.support.services import PREFETCH
@@ -82,15 +83,6 @@ def discharge_context(
     patient_id: str = PATIENT_ID, encounter_id: str = ENCOUNTER_ID
 ) -> dict[str, str]:
     return {"userId": PRACTITIONER, "patientId": patient_id, "encounterId": encounter_id}
-
-
-def searchset(resources: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "resourceType": "Bundle",
-        "type": "searchset",
-        "total": len(resources),
-        "entry": [{"resource": resource} for resource in resources],
-    }
 
 
 def summary(response: httpx.Response) -> str:

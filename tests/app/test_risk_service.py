@@ -12,21 +12,13 @@ import pytest
 from fhir_mappers.record import PatientRecord, records_from_ndjson
 from tests.app.conftest import TrainedModel
 from tests.support.cds_client import CdsTestClient
+from tests.support.fhir_builders import searchset
 
 # The first test pays for generating a cohort and training on it (a session fixture).
 pytestmark = pytest.mark.timeout(600)
 
 DISCHARGE = "readmission-30d-encounter-discharge"
 PATIENT_VIEW = "readmission-30d-patient-view"
-
-
-def searchset(resources: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "resourceType": "Bundle",
-        "type": "searchset",
-        "total": len(resources),
-        "entry": [{"resource": resource} for resource in resources],
-    }
 
 
 def prefetch_for(record: PatientRecord, encounter: dict[str, Any]) -> dict[str, Any]:

@@ -79,3 +79,13 @@ def collection(*resources: dict[str, Any], full_urls: bool = False) -> dict[str,
             entry["fullUrl"] = f"urn:uuid:{resource['id']}"
         entries.append(entry)
     return {"resourceType": "Bundle", "type": "collection", "entry": entries}
+
+
+def searchset(resources: list[dict[str, Any]]) -> dict[str, Any]:
+    """A searchset Bundle of ``resources`` (one page)."""
+    return {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": len(resources),
+        "entry": [{"resource": resource} for resource in resources],
+    }
