@@ -75,8 +75,13 @@ def map_patient(
     spec: FeatureSpec,
     index_time: datetime,
     index_encounter: Resource | None = None,
+    unavailable: frozenset[str] = frozenset(),
 ) -> FeatureRow:
-    """Compute every feature of ``spec`` for the patient of ``record`` at ``index_time``."""
+    """Compute every feature of ``spec`` for the patient of ``record`` at ``index_time``.
+
+    Features computed from a resource type in ``unavailable`` (its data could not be obtained)
+    are missing, with a note, rather than computed from nothing.
+    """
     if index_time.tzinfo is None:
         raise ValueError("index_time must be timezone-aware")
     run = _Run(spec, record, index_time)
@@ -94,6 +99,11 @@ def map_patient(
         record=record, index_time=index_time, index_encounter=index_encounter, valid=run.valid
     )
     for feature in spec.features:
+        if feature.source_type in unavailable:  # unknown, even under a "zero" missing policy
+            run.note("source_unavailable", f"no {feature.source_type} data", feature.name)
+            missing.add(feature.name)
+            values[feature.name] = float("nan")
+            continue
         if feature.derived is not None:
             value, sources = DERIVED_FEATURES[feature.derived](derived_context, feature)
             origin = Provenance(sources=sources) if sources else None

@@ -91,6 +91,15 @@ class FeatureDefinition(_Strict):
         return self
 
     @property
+    def source_type(self) -> str | None:
+        """The searched resource type this feature is computed from (None: patient or stay)."""
+        if self.source is not None:
+            return self.source
+        if self.derived == "length_of_stay_days":
+            return None  # the index encounter, its own prefetch key
+        return DERIVED_SOURCES.get(str(self.derived))
+
+    @property
     def display_name(self) -> str:
         return self.label or self.name.replace("_", " ").capitalize()
 

@@ -16,6 +16,21 @@ from fhir_mappers.row import FeatureRow
 from fhir_mappers.spec import FeatureDefinition
 
 DERIVED_UNITS = {"age_years": "years", "length_of_stay_days": "days"}
+
+
+def display_unit(feature: FeatureDefinition) -> str | None:
+    """The unit of the feature's value as shown to a clinician (a slope is per day)."""
+    if feature.derived is not None:
+        return DERIVED_UNITS.get(feature.derived)
+    if feature.read in ("count", "presence", "concept"):
+        return None
+    if feature.aggregation == "days_since_last":
+        return "days"
+    if feature.aggregation == "slope":
+        return f"{feature.unit}/day"
+    return feature.unit
+
+
 MAX_DRIVERS = 4
 MIN_CONTRIBUTION = 0.02  # log-odds; smaller effects are not worth a clinician's attention
 
@@ -108,7 +123,7 @@ class Predictor:
                 "feature": feature.name,
                 "label": feature.display_name,
                 "value": prediction.values[feature.name],
-                "unit": feature.unit or DERIVED_UNITS.get(str(feature.derived)),
+                "unit": display_unit(feature),
                 "contribution": prediction.contributions[feature.name],
             }
             for feature in self.features
@@ -131,7 +146,7 @@ class Predictor:
                     feature=feature.name,
                     label=feature.display_name,
                     value=None if math.isnan(value) else float(value),
-                    unit=feature.unit or DERIVED_UNITS.get(str(feature.derived)),
+                    unit=display_unit(feature),
                     contribution=contribution,
                 )
             )

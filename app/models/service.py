@@ -6,19 +6,20 @@ import logging
 from datetime import UTC, datetime
 from uuid import uuid4
 
+import anyio
+
 from app.models.card import risk_card
 from app.models.package import ModelPackage
-from app.models.predictor import Predictor
+from app.models.predictor import Prediction, Predictor
 from app.store.explanations import SqlExplanationStore, explanation_record
 from cds_hooks.errors import ProtocolError
 from cds_hooks.models import HookResponse
 from cds_hooks.registry import CdsService, HookCall, ServiceRegistry
-from fhir_mappers.hook_features import features_for_hook
+from fhir_mappers.hook_features import features_for_hook, hook_record, unavailable_types
 from fhir_mappers.index_time import encounter_in_context
 from fhir_mappers.labels import is_inpatient
 from fhir_mappers.mapper import InvalidPatient
-from fhir_mappers.record import record_from_prefetch
-from fhir_mappers.templates import prefetch_templates, required_keys
+from fhir_mappers.templates import ENCOUNTER_HOOKS, prefetch_templates, required_keys
 
 log = logging.getLogger(__name__)
 
@@ -52,19 +53,11 @@ class PackageService:
         )
 
     async def handle(self, call: HookCall) -> HookResponse:
-        if self.hook == "patient-view" and not _during_inpatient_stay(call):
+        # Mapping and scoring are CPU work: run them off the event loop so that other calls'
+        # FHIR fetches keep moving.
+        prediction = await anyio.to_thread.run_sync(self._predict, call)
+        if prediction is None:
             return HookResponse()
-        try:
-            row = features_for_hook(
-                self.package.spec,
-                self.hook,
-                call.request.context,
-                call.prefetch,
-                datetime.now(UTC),
-            )
-        except InvalidPatient as error:
-            raise ProtocolError.single(400, str(error), code="invalid") from None
-        prediction = self.predictor.predict(row)
         if prediction.band.name == "low" and not self.package.service.get("card_for_low_risk"):
             return HookResponse()
         card_uuid = uuid4()
@@ -82,13 +75,36 @@ class PackageService:
         )
         return HookResponse(cards=[card])
 
+    def _predict(self, call: HookCall) -> Prediction | None:
+        """None when this hook call gets no card (patient-view outside an inpatient stay)."""
+        context = call.request.context
+        try:
+            record = hook_record(call.prefetch, context)
+        except InvalidPatient as error:
+            raise ProtocolError.single(400, str(error), code="invalid") from None
+        encounter = encounter_in_context(record, context.get("encounterId"))
+        if self.hook == "patient-view" and not _ongoing_inpatient_stay(encounter):
+            return None
+        if self.hook in ENCOUNTER_HOOKS and encounter is None:
+            raise ProtocolError.single(
+                412,
+                "the encounter in context is not in the prefetch or the FHIR server",
+                code="not-found",
+            )
+        templates = prefetch_templates(self.package.spec, self.hook)
+        row = features_for_hook(
+            self.package.spec,
+            self.hook,
+            record,
+            context,
+            datetime.now(UTC),
+            unavailable=unavailable_types(call.prefetch, templates),
+        )
+        return self.predictor.predict(row)
 
-def _during_inpatient_stay(call: HookCall) -> bool:
+
+def _ongoing_inpatient_stay(encounter: dict | None) -> bool:
     """patient-view only gets a card while an inpatient encounter in context is ongoing."""
-    record = record_from_prefetch(call.prefetch)
-    encounter = (
-        encounter_in_context(record, call.request.context.get("encounterId")) if record else None
-    )
     if encounter is None or not is_inpatient(encounter):
         return False
     return encounter.get("status") in ("in-progress", "arrived", "triaged", "onleave")

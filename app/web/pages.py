@@ -95,13 +95,14 @@ async def explanation(request: Request, card_uuid: UUID) -> HTMLResponse:
         raise ProtocolError.single(404, "no explanation for this card", code="not-found")
     rows = orjson.loads(record.contributions)
     missing = orjson.loads(record.missing)
+    final_label = f"this patient: {round(record.probability * 100)}% after calibration"
     body = (
         f"<h1>Why {round(record.probability * 100)}% ({escape(record.band)})?</h1>"
         f"<p class='muted'>Model {escape(record.model)} v{escape(record.version)}, "
         f"card {card_uuid}, {record.created_at:%Y-%m-%d %H:%M} UTC</p>"
         "<p>Red bars raised this patient's estimated risk, blue bars lowered it (SHAP values on "
         "the model's log-odds scale, before calibration).</p>"
-        f"<figure>{waterfall(record.base_value, rows)}</figure>"
+        f"<figure>{waterfall(record.base_value, rows, final_label)}</figure>"
         + (
             "<h2>Inputs that were not available</h2><ul>"
             + "".join(f"<li>{escape(name)}</li>" for name in missing)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from html import escape
 from typing import Any
 
@@ -11,7 +10,9 @@ LABEL_WIDTH = 300
 PLOT_WIDTH = 420
 
 
-def waterfall(base_value: float, rows: list[dict[str, Any]], limit: int = 10) -> str:
+def waterfall(
+    base_value: float, rows: list[dict[str, Any]], final_label: str, limit: int = 10
+) -> str:
     """Bars from the average log-odds to this patient's, largest contributions first."""
     shown = rows[:limit]
     rest = sum(row["contribution"] for row in rows[limit:])
@@ -51,9 +52,9 @@ def waterfall(base_value: float, rows: list[dict[str, Any]], limit: int = 10) ->
         f'<line x1="{x(base_value):.1f}" y1="{ROW / 2}" x2="{x(base_value):.1f}" y2="{height}"'
         ' stroke="#888" stroke-dasharray="4 3"/>'
         f'<text x="{x(base_value):.1f}" y="12" font-size="11" text-anchor="middle">'
-        f"average {_percent(base_value)}</text>"
+        "average patient</text>"
         f'<text x="{x(current):.1f}" y="{height - 4}" font-size="11" text-anchor="middle">'
-        f"this patient {_percent(current)}</text></svg>"
+        f"{escape(final_label)}</text></svg>"
     )
     return "".join(parts)
 
@@ -65,7 +66,3 @@ def _value_text(row: dict[str, Any]) -> str:
     unit = row.get("unit") or ""
     text = f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
     return f"({text} {unit})".replace(" )", ")")
-
-
-def _percent(log_odds: float) -> str:
-    return f"{100 / (1 + math.exp(-log_odds)):.0f}% (model scale)"

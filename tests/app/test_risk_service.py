@@ -147,6 +147,35 @@ def test_card_links_open_the_explanation_and_the_model_card(
     percent = card["summary"].split(": ")[1].split("%")[0]
     assert f"Why {percent}% (high)?" in explanation.text
     assert explanation.text.count("<rect") >= 5  # the waterfall's bars
+    assert f"this patient: {percent}% after calibration" in explanation.text  # one risk, not two
     assert model_card.status_code == 200 and "Intended use" in model_card.text
     assert "LACE AUROC (baseline)" in model_card.text
     assert unknown.status_code == 404
+
+
+def test_unobtainable_optional_searches_make_their_features_unknown_not_zero(
+    run_bedside: Callable[..., Any], trained_model: TrainedModel, stays_by_risk: list
+) -> None:
+    _, record, encounter = stays_by_risk[-1]
+    body = hook_request("encounter-discharge", record, encounter)
+    for key in ("conditions", "encounters", "medications"):
+        del body["prefetch"][key]  # not sent, and no fhirServer to fetch them from
+    with run_bedside(packages=[trained_model.package]) as client:
+        card = _card(client, DISCHARGE, body)
+    not_available = card["detail"].split("**Not available:**")[1]
+    for label in ("Charlson comorbidity index", "Admissions in past 12 months"):
+        assert label in not_available
+    assert "Charlson comorbidity index 0" not in card["detail"]
+
+
+def test_discharge_without_its_encounter_is_a_412(
+    run_bedside: Callable[..., Any], trained_model: TrainedModel, stays_by_risk: list
+) -> None:
+    _, record, encounter = stays_by_risk[0]
+    body = hook_request("encounter-discharge", record, encounter)
+    body["prefetch"]["encounter"] = None
+    body["prefetch"]["encounters"] = searchset([])
+    with run_bedside(packages=[trained_model.package]) as client:
+        response = client.call(DISCHARGE, body)
+    assert response.status_code == 412
+    assert response.json()["resourceType"] == "OperationOutcome"

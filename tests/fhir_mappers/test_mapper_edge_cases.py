@@ -265,3 +265,26 @@ def test_length_of_stay_of_an_ongoing_stay_runs_to_the_index_time() -> None:
 def test_age_at_index_in_years() -> None:
     row = map_resources()
     assert row.values["age"] == pytest.approx(73.71, abs=0.01)
+
+
+def test_features_of_an_unavailable_resource_type_are_missing_with_a_note() -> None:
+    row = map_resources(
+        observation(CREATININE_SERUM, 1.0, "mg/dL", "2024-02-01T08:00:00Z"),
+        unavailable=frozenset({"Observation"}),
+    )
+    assert "creatinine_last" in row.missing and "creatinine_count" in row.missing
+    assert math.isnan(row.values["creatinine_count"])
+    assert "source_unavailable" in note_codes(row, "creatinine_last")
+    assert "age" not in row.missing
+
+
+def test_date_only_discharge_is_indexed_at_the_end_of_that_day_as_in_training() -> None:
+    from fhir_mappers.index_time import hook_index_time
+    from fhir_mappers.labels import discharge_time
+
+    stay = encounter("e1", "2024-03-01", "2024-03-05")
+    request_time = datetime(2024, 3, 9, tzinfo=UTC)
+    index = hook_index_time("encounter-discharge", stay, request_time)
+    assert index == datetime(2024, 3, 5, 23, 59, 59, 999999, tzinfo=UTC)
+    assert index == discharge_time(stay)
+    assert hook_index_time("patient-view", stay, request_time) == request_time
