@@ -10,6 +10,7 @@ import uvicorn
 
 from app.logs import configure_logging
 from app.settings import Settings
+from app.store import migrate
 from app.training import synth, train
 
 
@@ -64,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     train_parser = commands.add_parser("train", help="train, evaluate and package a model")
     train.add_arguments(train_parser)
     train_parser.set_defaults(run=train.run)
+
+    db_parser = commands.add_parser("db", help="manage the database (db upgrade: migrate it)")
+    migrate.add_arguments(db_parser)
+    db_parser.set_defaults(run=migrate.run)
     return parser
 
 

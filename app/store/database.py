@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, Engine, make_url
-from sqlmodel import SQLModel, create_engine
+from sqlmodel import create_engine
 
 # Bounds a connection attempt, so that a database that does not answer cannot hang a CDS call.
 CONNECT_TIMEOUT_SECONDS = 5
@@ -44,10 +44,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def create_tables(engine: Engine) -> None:
-    """Create missing tables (idempotent). Importing the table modules registers them."""
-    from app.store import explanations, feedback, replay  # noqa: F401
+    """Bring the tables up to date by running the migrations (idempotent)."""
+    from app.store.migrate import upgrade_engine
 
-    SQLModel.metadata.create_all(engine)
+    upgrade_engine(engine)
 
 
 def ping(engine: Engine) -> bool:
