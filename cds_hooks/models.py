@@ -7,7 +7,7 @@ Responses serialise through :meth:`SpecModel.to_wire`, which never emits ``null`
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, Self
 from uuid import UUID, uuid4
 
@@ -220,4 +220,8 @@ class FeedbackEntry(SpecModel):
     def _timezone_required(cls, value: datetime) -> datetime:
         if value.tzinfo is None:
             raise ValueError("outcomeTimestamp must carry a timezone")
+        try:
+            value.astimezone(UTC)  # stored in UTC: an instant beyond year 1..9999 cannot be
+        except OverflowError:
+            raise ValueError("outcomeTimestamp is out of range in UTC") from None
         return value

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from fhir_mappers.charlson import charlson_index
-from fhir_mappers.fhirtime import parse_fhir_datetime
+from fhir_mappers.fhirtime import lookback_start, parse_fhir_datetime
 from fhir_mappers.labels import is_emergency, is_inpatient
 from fhir_mappers.record import PatientRecord, Resource, as_list, typed_key
-from fhir_mappers.selection import codings, is_ignored, resource_time
+from fhir_mappers.selection import available_at, codings, is_ignored, resource_time
 from fhir_mappers.spec import FeatureDefinition
 
 DAYS_PER_YEAR = 365.25
@@ -77,10 +77,11 @@ def _prior_encounters(
     """Encounters that started within the window and before the index encounter.
 
     Two accepted encounters starting at the same instant are one visit recorded twice (an
-    interface replay under a new id), so each start time counts once.
+    interface replay under a new id), so each start time counts once. A window reaching past
+    the first representable instant is unbounded (see ``lookback_start``).
     """
     window = feature.window_days or DEFAULT_WINDOWS[str(feature.derived)]
-    earliest = context.index_time - timedelta(days=window)
+    earliest = lookback_start(context.index_time, window)
     index = context.index_encounter
     index_key = typed_key(index) if index is not None else None
     before = context.index_time
@@ -94,7 +95,9 @@ def _prior_encounters(
         if is_ignored(encounter) or not accept(encounter):
             continue
         start = _period_point(encounter, "start")
-        if start is None or start in counted or not earliest < start < before:
+        if start is None or start in counted or not start < before:
+            continue
+        if earliest is not None and start <= earliest:
             continue
         if context.valid(encounter, feature.name):
             counted[start] = encounter
@@ -110,13 +113,20 @@ def emergency_visits(context: DerivedContext, feature: FeatureDefinition) -> Der
 
 
 def charlson(context: DerivedContext, feature: FeatureDefinition) -> DerivedResult:
-    """Charlson index over the conditions known at the index time."""
+    """Charlson index over the conditions known at the index time.
+
+    A condition counts when it began by the index time and was not recorded after it: a
+    diagnosis entered later (even with an earlier onset) was not known at the index time.
+    """
     known = []
     for condition in context.record.of_type("Condition"):
         if is_ignored(condition):
             continue
         when = resource_time(condition)
         if when is None or when > context.index_time:
+            continue
+        recorded = available_at(condition)
+        if recorded is not None and recorded > context.index_time:
             continue
         if charlson_index(codings(condition.get("code"))).score > 0 and context.valid(
             condition, feature.name
@@ -130,10 +140,11 @@ def active_medication_count(context: DerivedContext, feature: FeatureDefinition)
     """Distinct medications ordered within the window before the index time.
 
     A request's current status says nothing about the past, so "active at the index time" is
-    approximated by "authored within the window and not a draft or in error".
+    approximated by "authored within the window and not a draft or in error". A window
+    reaching past the first representable instant is unbounded (see ``lookback_start``).
     """
     window = feature.window_days or DEFAULT_WINDOWS["active_medication_count"]
-    earliest = context.index_time - timedelta(days=window)
+    earliest = lookback_start(context.index_time, window)
     medications: dict[str, Resource] = {}
     for request in context.record.of_type("MedicationRequest"):
         status = request.get("status")
@@ -141,7 +152,9 @@ def active_medication_count(context: DerivedContext, feature: FeatureDefinition)
         if inactive or is_ignored(request):
             continue
         authored = resource_time(request)
-        if authored is None or not earliest < authored <= context.index_time:
+        if authored is None or authored > context.index_time:
+            continue
+        if earliest is not None and authored <= earliest:
             continue
         identity = _medication_identity(context.record, request)
         if identity not in medications and context.valid(request, feature.name):

@@ -6,8 +6,9 @@ The access token lives only in this object for the duration of the call; it is n
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 import orjson
@@ -61,8 +62,7 @@ class FhirClient:
         while next_url is not None:
             if pages >= self._max_pages:
                 raise FhirFetchError(f"searchset has more than {self._max_pages} pages")
-            self._check_same_server(next_url)
-            page = await self._get_url(next_url)
+            page = await self._get_url(self._check_same_server(next_url))
             if page.get("resourceType") != "Bundle":
                 raise FhirFetchError("a searchset page is not a Bundle")
             entries.extend(_entries(page))
@@ -73,19 +73,27 @@ class FhirClient:
         merged["total"] = len(entries)
         return merged
 
-    def _check_same_server(self, url: str) -> None:
-        """Never send the EHR's token anywhere but its own FHIR server."""
+    def _check_same_server(self, url: str) -> httpx.URL:
+        """Never send the EHR's token anywhere but its own FHIR server.
+
+        The check is on the URL as httpx will send it (``..`` segments resolved), and the caller
+        requests exactly the returned URL object. Any ``..`` segment, raw or percent-encoded,
+        is refused outright.
+        """
         try:
-            base, target = urlsplit(self._base), urlsplit(url)
-            same_origin = _origin(base) == _origin(target) and target.hostname is not None
-        except ValueError:
+            raw_path = urlsplit(url).path
+            base, target = httpx.URL(self._base), httpx.URL(url)
+        except (httpx.InvalidURL, ValueError):
             raise FhirFetchError("a next link is not a URL") from None
+        same_origin = bool(target.host) and _origin(base) == _origin(target)
         base_path = base.path.rstrip("/")
         inside = target.path == base_path or target.path.startswith(f"{base_path}/")
-        if not (same_origin and inside):
+        dot_dot = any(_DOT_DOT.search(path) for path in (raw_path, target.path))
+        if not (same_origin and inside) or dot_dot:
             raise FhirFetchError("a next link points outside fhirServer")
+        return target
 
-    async def _get_url(self, url: str) -> dict[str, Any]:
+    async def _get_url(self, url: str | httpx.URL) -> dict[str, Any]:
         """GET one URL; the whole exchange, body included, must end before the deadline."""
         try:
             async with asyncio.timeout_at(self._deadline):
@@ -116,9 +124,14 @@ def next_link(bundle: dict[str, Any]) -> str | None:
     return None
 
 
-def _origin(url: SplitResult) -> tuple[str, str | None, int | None]:
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
     """Scheme, host and port, with the scheme's default port made explicit."""
-    return url.scheme, url.hostname, url.port or _DEFAULT_PORTS.get(url.scheme)
+    return url.scheme, url.host, url.port or _DEFAULT_PORTS.get(url.scheme)
+
+
+# A ``..`` path segment, also percent-encoded (``%2e%2e``, ``.%2E``); checked in the path as
+# written and once decoded (``%2F..%2F``), since a server may decode and resolve it again.
+_DOT_DOT = re.compile(r"(?:^|/)(?:\.|%2e){2}(?:/|$)", re.IGNORECASE)
 
 
 def _entries(bundle: dict[str, Any]) -> list[Any]:

@@ -7,6 +7,10 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 _PARTIAL_DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
+# Clinical data outside these years is an error or a placeholder ("0001-01-01", "9999-12-31"),
+# and near datetime.min/max it would overflow on conversion to UTC or on a window shift.
+EARLIEST_YEAR = 1800
+LATEST_YEAR = 2200
 
 
 def parse_fhir_datetime(value: object) -> datetime | None:
@@ -14,6 +18,8 @@ def parse_fhir_datetime(value: object) -> datetime | None:
 
     Partial dates (``2019``, ``2019-03``, ``2019-03-04``) become the start of that period in UTC,
     and a time without an offset is taken as UTC (FHIR requires an offset when time is given).
+    A year outside ``EARLIEST_YEAR``..``LATEST_YEAR`` (as written or in UTC) is not a usable
+    time: None, so no arithmetic on it can overflow.
     """
     if not isinstance(value, str):
         return None
@@ -25,6 +31,8 @@ def _parse(value: str) -> datetime | None:
     match = _PARTIAL_DATE.match(value)
     if match:
         year, month, day = match.groups()
+        if not _plausible_year(int(year)):
+            return None
         try:
             return datetime(int(year), int(month or 1), int(day or 1), tzinfo=UTC)
         except ValueError:
@@ -34,8 +42,27 @@ def _parse(value: str) -> datetime | None:
     except ValueError:
         return None
     if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=UTC)
+        parsed = parsed.replace(tzinfo=UTC)
+    try:
+        in_utc = parsed.astimezone(UTC)
+    except OverflowError:
+        return None
+    if not _plausible_year(parsed.year) or not _plausible_year(in_utc.year):
+        return None
     return parsed
+
+
+def _plausible_year(year: int) -> bool:
+    return EARLIEST_YEAR <= year <= LATEST_YEAR
+
+
+def lookback_start(index_time: datetime, days: float) -> datetime | None:
+    """``index_time`` minus ``days``; None (an unbounded window) when that falls before the
+    first representable instant, since every representable time is then inside the window."""
+    try:
+        return index_time - timedelta(days=days)
+    except OverflowError:
+        return None
 
 
 def end_of_partial(value: str) -> datetime | None:

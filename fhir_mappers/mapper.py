@@ -10,12 +10,13 @@ one is skipped and reported, an invalid Patient raises :class:`InvalidPatient`.
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from fhir_mappers.aggregate import Point, aggregate
 from fhir_mappers.attributes import subgroup_attributes
 from fhir_mappers.derived import DERIVED_FEATURES, DerivedContext
+from fhir_mappers.fhirtime import lookback_start
 from fhir_mappers.record import PatientRecord, Resource, typed_key
 from fhir_mappers.row import FeatureRow, Provenance, QualityNote
 from fhir_mappers.selection import (
@@ -167,7 +168,7 @@ def _points(run: _Run, feature: FeatureDefinition) -> list[Point]:
     spec = run.spec
     codes = spec.codes_of(feature.codes)  # type: ignore[arg-type]
     component_codes = spec.codes_of(feature.component) if feature.component else frozenset()
-    earliest = run.index_time - timedelta(days=feature.window_days) if feature.window_days else None
+    earliest = lookback_start(run.index_time, feature.window_days) if feature.window_days else None
     points: list[Point] = []
     seen: set[tuple[datetime, float]] = set()
     candidates = run.record.with_codes(feature.source, codes | component_codes)  # type: ignore[arg-type]

@@ -61,9 +61,14 @@ def resource_time(resource: Resource) -> datetime | None:
     return _first_time(resource, *fields)
 
 
+AVAILABILITY_FIELDS: dict[str, tuple[str, ...]] = {"Condition": ("recordedDate",)}
+
+
 def available_at(resource: Resource) -> datetime | None:
-    """When the result became known (``issued``), if stated."""
-    return _first_time(resource, "issued")
+    """When the fact became known, if stated: a Condition's ``recordedDate``, otherwise (an
+    Observation's) ``issued``."""
+    fields = AVAILABILITY_FIELDS.get(str(resource.get("resourceType")), ("issued",))
+    return _first_time(resource, *fields)
 
 
 def quantity(element: Any) -> tuple[float, str | None, str | None] | None:

@@ -9,6 +9,10 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from fhir_mappers.fhir_client import FhirClient, FhirFetchError
 from tests.support.fhir_server import FhirTestServer, observations
@@ -161,6 +165,61 @@ def test_next_link_on_the_fhir_server_is_followed_with_the_token(next_url: str) 
     )
     assert bundle["entry"] == [{"resource": PATIENT}]
     assert [request.headers["authorization"] for request in seen] == [f"Bearer {TOKEN}"]
+
+
+def test_next_link_climbing_out_of_the_fhir_base_never_reaches_the_sibling_path(
+    fhir_server: FhirTestServer,
+) -> None:
+    """httpx resolves ``/fhir/../admin`` to ``/admin`` before sending: the check must too."""
+    sibling_calls: list[tuple[str, str | None]] = []
+
+    async def sibling(request: Request) -> Response:
+        sibling_calls.append((request.url.path, request.headers.get("authorization")))
+        return JSONResponse({"resourceType": "Bundle", "type": "searchset", "entry": []})
+
+    app = Starlette(routes=[*fhir_server.app().routes, Route("/{path:path}", sibling)])
+    with serve_on_loopback(app) as root:
+        bundle = paged_bundle(f"{root}/fhir/../admin/steal")
+        with pytest.raises(FhirFetchError, match="outside fhirServer"):
+            fetch(f"{root}/fhir", lambda client: client.complete(bundle), token=TOKEN)
+    assert sibling_calls == []
+    assert fhir_server.calls == []
+
+
+@pytest.mark.parametrize(
+    "next_url",
+    [
+        "https://ehr.example/fhir/../admin/steal",
+        "https://ehr.example/fhir/Observation/../../admin",
+        "https://ehr.example/fhir/%2e%2e/admin",
+        "https://ehr.example/fhir/.%2E/admin",
+        "https://ehr.example/fhir%2F..%2Fadmin",
+        "https://ehr.example/fhir/Observation/..",  # resolves inside the base: still refused
+    ],
+)
+def test_next_link_with_a_dot_dot_segment_is_refused(next_url: str) -> None:
+    transport, seen = recording_transport(lambda _request: httpx.Response(500))
+    with pytest.raises(FhirFetchError, match="outside fhirServer"):
+        fetch(
+            "https://ehr.example/fhir",
+            lambda client: client.complete(paged_bundle(next_url)),
+            token=TOKEN,
+            transport=transport,
+        )
+    assert seen == []
+
+
+def test_next_link_is_requested_exactly_as_checked() -> None:
+    next_url = "https://ehr.example/fhir/Observation?patient=pat-4711&_offset=50&note=../x"
+    last_page = {"resourceType": "Bundle", "entry": []}
+    transport, seen = recording_transport(lambda _request: httpx.Response(200, json=last_page))
+    fetch(
+        "https://ehr.example/fhir",
+        lambda client: client.complete(paged_bundle(next_url)),
+        token=TOKEN,
+        transport=transport,
+    )
+    assert [str(request.url) for request in seen] == [next_url]
 
 
 def test_malformed_next_link_is_a_fetch_error() -> None:

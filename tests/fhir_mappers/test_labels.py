@@ -411,7 +411,8 @@ def test_r5_shaped_encounters_work_as_index_and_as_readmission() -> None:
         ("2024-03-01", datetime(2024, 3, 1, 23, 59, 59, 999999, tzinfo=UTC)),
         ("2024-02", datetime(2024, 2, 29, 23, 59, 59, 999999, tzinfo=UTC)),
         ("2024-02-30", None),
-        ("9999-12-31", datetime.max.replace(tzinfo=UTC)),
+        ("2200-12-31", datetime(2200, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)),
+        ("9999-12-31", None),  # a placeholder year, not a usable time
         ("yesterday", None),
         (20240301, None),
     ],
@@ -509,10 +510,12 @@ def test_malformed_index_encounters_are_labelled_without_raising(index: Any) -> 
     in_hospital_mortality(index, {"deceasedDateTime": 12})
 
 
-def test_far_future_discharge_does_not_overflow_the_window() -> None:
-    index = encounter("index", "9999-12-20T00:00:00Z", "9999-12-31T00:00:00Z")
+def test_latest_usable_discharge_is_labelled_and_a_placeholder_year_has_no_discharge() -> None:
+    latest = encounter("index", "2200-12-20T00:00:00Z", "2200-12-31T00:00:00Z")
+    placeholder = encounter("index", "9999-12-20T00:00:00Z", "9999-12-31T00:00:00Z")
 
-    assert readmission_30d(index, [index], PATIENT).reason == "no_readmission"
+    assert readmission_30d(latest, [latest], PATIENT).reason == "no_readmission"
+    assert readmission_30d(placeholder, [placeholder], PATIENT).reason == "no_discharge_time"
 
 
 # --- real data ----------------------------------------------------------------------------------
