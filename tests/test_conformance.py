@@ -24,6 +24,7 @@ from tests.support.cds_client import CdsTestClient
 from tests.support.cds_validator import validate_response
 from tests.support.fhir_builders import searchset
 from tests.support.fhir_server import FhirTestServer, observations, resources_from_bundle
+from tests.support.samples import samples_folder
 from tests.support.servers import free_port
 from tests.support.services import PREFETCH
 
@@ -37,17 +38,6 @@ OUTCOME = {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "
 NON_ADHERENCE = "http://terminology.hl7.org/CodeSystem/non-adherence-reason-codes"
 
 RunBedside = Callable[..., Any]
-
-
-def samples_folder(name: str) -> Path:
-    """A folder of ``$BEDSIDE_FHIR_SAMPLES``; skips the test when the samples are not there."""
-    root = os.environ.get("BEDSIDE_FHIR_SAMPLES")
-    if not root:
-        pytest.skip("BEDSIDE_FHIR_SAMPLES is not set")
-    folder = Path(root) / name
-    if not folder.is_dir():
-        pytest.skip(f"no {name} folder in BEDSIDE_FHIR_SAMPLES")
-    return folder
 
 
 def hook_request(

@@ -35,6 +35,7 @@ from fhir_mappers.row import FeatureRow
 from fhir_mappers.selection import available_at, resource_time
 from fhir_mappers.spec import FeatureSpec, load_spec
 from fhir_mappers.validation import validation_error
+from tests.support.samples import samples_folder
 
 SPEC = load_spec(Path(fhir_mappers.__file__).parent / "specs" / "readmission_30d.yaml")
 CREATININE_MOLAR_MASS = 113.12  # g/mol, as in the reference spec
@@ -50,17 +51,6 @@ SALAZAR_INDEX = datetime(2019, 3, 1, tzinfo=UTC)
 
 
 # Loading samples
-
-
-def samples_folder(name: str) -> Path:
-    """A folder of ``$BEDSIDE_FHIR_SAMPLES``; skips the test when the samples are not there."""
-    root = os.environ.get("BEDSIDE_FHIR_SAMPLES")
-    if not root:
-        pytest.skip("BEDSIDE_FHIR_SAMPLES is not set")
-    folder = Path(root) / name
-    if not folder.is_dir():
-        pytest.skip(f"no {name} folder in BEDSIDE_FHIR_SAMPLES")
-    return folder
 
 
 def synthea_params() -> list[Any]:
