@@ -1,0 +1,57 @@
+"""Pseudonymous keys for patients and encounters: keyed HMACs, never the raw identifier.
+
+The key comes from ``BEDSIDE_AUDIT_HMAC_KEY``. For a local trial on the embedded SQLite store a
+key may be generated once and kept beside the database file (with a warning); anywhere else a
+missing key is an error, because keys generated per process would make one patient look like
+many.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+MIN_KEY_BYTES = 32
+KEY_FILE_NAME = "audit-hmac.key"
+
+
+class MissingAuditKey(RuntimeError):
+    """No HMAC key is configured where one is required."""
+
+
+class Pseudonymizer:
+    def __init__(self, key: bytes) -> None:
+        if len(key) < MIN_KEY_BYTES:
+            raise ValueError(f"the audit HMAC key must have at least {MIN_KEY_BYTES} bytes")
+        self._key = key
+
+    def key_for(self, kind: str, identifier: str) -> str:
+        """A stable pseudonym for ``kind`` (e.g. "Patient") + ``identifier``."""
+        message = f"{kind}\x00{identifier}".encode()
+        return hmac.new(self._key, message, hashlib.sha256).hexdigest()
+
+    def __repr__(self) -> str:  # never show the key
+        return "Pseudonymizer(<key hidden>)"
+
+
+def load_key(configured: str | None, sqlite_folder: Path | None, *, local_trial: bool) -> bytes:
+    """The configured key, or (local trials on SQLite only) a key kept beside the database."""
+    if configured:
+        return configured.encode()
+    if not local_trial or sqlite_folder is None:
+        raise MissingAuditKey("set BEDSIDE_AUDIT_HMAC_KEY (at least 32 random bytes)")
+    path = sqlite_folder / KEY_FILE_NAME
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_hex(MIN_KEY_BYTES))
+        path.chmod(0o600)
+        log.warning(
+            "generated an audit HMAC key for this local trial; set BEDSIDE_AUDIT_HMAC_KEY "
+            "before using real patients",
+            extra={"key_file": str(path)},
+        )
+    return path.read_text().strip().encode()
