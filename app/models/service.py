@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime
 from uuid import uuid4
 
@@ -20,8 +19,6 @@ from fhir_mappers.index_time import encounter_in_context
 from fhir_mappers.labels import is_inpatient
 from fhir_mappers.mapper import InvalidPatient
 from fhir_mappers.templates import ENCOUNTER_HOOKS, prefetch_templates, required_keys
-
-log = logging.getLogger(__name__)
 
 
 class PackageService:

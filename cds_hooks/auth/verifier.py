@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -14,8 +13,6 @@ import jwt
 from cds_hooks.auth.clients import TrustedClient
 from cds_hooks.auth.identity import ClientIdentity, Unauthorized
 from cds_hooks.auth.jwks import JwksCache, index_keys
-
-log = logging.getLogger(__name__)
 
 ALLOWED_ALGORITHMS = frozenset({"ES384", "RS384", "ES256", "RS256"})
 REQUIRED_CLAIMS = ["iss", "aud", "exp", "iat", "jti"]
