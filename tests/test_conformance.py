@@ -18,10 +18,10 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from sqlalchemy import create_engine, text
 
 from tests.support.cds_client import CdsTestClient
 from tests.support.cds_validator import validate_response
+from tests.support.db import feedback_rows
 from tests.support.fhir_builders import searchset
 from tests.support.fhir_server import FhirTestServer, observations, resources_from_bundle
 from tests.support.samples import samples_folder
@@ -92,15 +92,6 @@ def expressions(response: httpx.Response) -> list[str]:
 
 def diagnostics(response: httpx.Response) -> str:
     return " ".join(entry.get("diagnostics", "") for entry in response.json()["issue"])
-
-
-def feedback_rows(database_url: str) -> int:
-    engine = create_engine(database_url)
-    try:
-        with engine.connect() as connection:
-            return int(connection.execute(text("SELECT count(*) FROM feedback")).scalar_one())
-    finally:
-        engine.dispose()
 
 
 # Discovery

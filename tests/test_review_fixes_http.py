@@ -8,11 +8,11 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-from sqlalchemy import create_engine, text
 
 from app.factory import BUNDLED_MODELS
 from app.models.package import load_packages
 from tests.support.cds_client import CdsTestClient
+from tests.support.db import feedback_rows
 from tests.support.fhir_builders import encounter, patient, searchset
 
 DISCHARGE = "readmission-30d-encounter-discharge"
@@ -36,15 +36,6 @@ def discharge_request(index: dict[str, Any]) -> dict[str, Any]:
 
 def feedback_entry(timestamp: str) -> dict[str, Any]:
     return {"card": str(uuid.uuid4()), "outcome": "overridden", "outcomeTimestamp": timestamp}
-
-
-def feedback_rows(database_url: str) -> int:
-    engine = create_engine(database_url)
-    try:
-        with engine.connect() as connection:
-            return int(connection.execute(text("SELECT count(*) FROM feedback")).scalar_one())
-    finally:
-        engine.dispose()
 
 
 def issues(response: httpx.Response) -> list[tuple[str, list[str]]]:
