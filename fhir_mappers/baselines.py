@@ -41,7 +41,6 @@ from fhir_mappers.record import PatientRecord, Resource, codings_of, typed_key
 from fhir_mappers.selection import (
     available_at,
     is_ignored,
-    matches,
     quantity,
     resource_time,
 )
@@ -234,7 +233,7 @@ def _last_lab(
         return None
     values: list[tuple[datetime, float]] = []
     for observation in record.with_codes("Observation", codes):
-        if is_ignored(observation) or not matches(observation.get("code"), codes):
+        if is_ignored(observation):
             continue
         when, issued = resource_time(observation), available_at(observation)
         if when is None or not stay.admitted <= when <= stay.until:

@@ -26,7 +26,6 @@ from fhir_mappers.selection import (
     component_quantity,
     is_ignored,
     is_preliminary,
-    matches,
     quantity,
     resource_time,
 )
@@ -171,15 +170,12 @@ def _points(run: _Run, feature: FeatureDefinition) -> list[Point]:
     earliest = lookback_start(run.index_time, feature.window_days) if feature.window_days else None
     points: list[Point] = []
     seen: set[tuple[datetime, float]] = set()
-    candidates = run.record.with_codes(feature.source, codes | component_codes)  # type: ignore[arg-type]
-    for resource in candidates:
+    source: str = feature.source  # type: ignore[assignment]
+    # Candidates carry one of the codes as their own code: a panel holding the component, or
+    # the component reported on its own (``standalone``).
+    standalone = {id(resource) for resource in run.record.with_codes(source, component_codes)}
+    for resource in run.record.with_codes(source, codes | component_codes):
         if is_ignored(resource):
-            continue
-        own_code = matches(resource.get("code"), codes)
-        standalone_component = bool(component_codes) and matches(
-            resource.get("code"), component_codes
-        )
-        if not (own_code or standalone_component):
             continue
         when = resource_time(resource)
         if when is None:
@@ -190,7 +186,7 @@ def _points(run: _Run, feature: FeatureDefinition) -> list[Point]:
         issued = available_at(resource)
         if issued is not None and issued > run.index_time:
             continue  # drawn before, resulted after the index time: not known then
-        point = _read(run, feature, resource, when, codes, component_codes, own_code)
+        point = _read(run, feature, resource, when, component_codes, id(resource) in standalone)
         if point is None or (point.time, point.value) in seen:
             continue
         seen.add((point.time, point.value))
@@ -204,19 +200,14 @@ def _read(
     feature: FeatureDefinition,
     resource: Resource,
     when: datetime,
-    codes: Codes,
     component_codes: Codes,
-    own_code: bool,
+    standalone_component: bool,
 ) -> Point | None:
     if feature.read in ("presence", "count"):
         return Point(time=when, value=1.0, resource=resource)
     if feature.read == "concept":
         return _read_concept(run, feature, resource, when)
-    if (
-        feature.read == "component"
-        and own_code
-        and not matches(resource.get("code"), component_codes)
-    ):
+    if feature.read == "component" and not standalone_component:
         element: Any = component_quantity(resource, component_codes)
     else:
         element = resource.get("valueQuantity")

@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from fhir_mappers.gcpause import gc_paused
 from fhir_mappers.validation import ValidationCache
 
 Resource = dict[str, Any]
@@ -52,7 +53,7 @@ class PatientRecord:
     resources: dict[str, list[Resource]] = field(default_factory=dict)
     aliases: dict[str, str] = field(default_factory=dict)
     by_key: dict[str, Resource] = field(default_factory=dict)
-    _code_index: dict[str, dict[tuple[str, str], list[Resource]]] = field(
+    _code_index: dict[str, dict[tuple[str, str], list[int]]] = field(
         default_factory=dict, repr=False
     )
     validation: ValidationCache = field(default_factory=ValidationCache, repr=False)
@@ -61,18 +62,17 @@ class PatientRecord:
         return self.resources.get(resource_type, [])
 
     def with_codes(self, resource_type: str, codes: Iterable[tuple[str, str]]) -> list[Resource]:
-        """Resources of a type whose code (or a component's code) is one of ``codes``.
+        """Resources of a type whose own code is one of ``codes``, in record order.
 
-        Built once per type and record, so each feature looks up only what it reads.
+        The index from code to resources is built once per type and record, so each feature
+        looks up only what it reads instead of scanning every resource.
         """
+        resources = self.of_type(resource_type)
         index = self._code_index.get(resource_type)
         if index is None:
-            index = self._code_index[resource_type] = _index_by_code(self.of_type(resource_type))
-        found: dict[int, Resource] = {}
-        for pair in codes:
-            for resource in index.get(pair, ()):
-                found.setdefault(id(resource), resource)
-        return list(found.values())
+            index = self._code_index[resource_type] = _index_by_code(resources)
+        found = {position for pair in codes for position in index.get(pair, ())}
+        return [resources[position] for position in sorted(found)]
 
     def resolve(self, reference: Any, container: Resource | None = None) -> Resource | None:
         """The resource a Reference (dict or string) points to, contained ones included."""
@@ -107,15 +107,12 @@ def codings_of(concept: Any) -> Iterator[tuple[str, str]]:
                     yield system, code
 
 
-def _index_by_code(resources: list[Resource]) -> dict[tuple[str, str], list[Resource]]:
-    index: dict[tuple[str, str], list[Resource]] = defaultdict(list)
-    for resource in resources:
-        pairs = set(codings_of(resource.get("code")))
-        for component in as_list(resource.get("component")):
-            if isinstance(component, dict):
-                pairs.update(codings_of(component.get("code")))
-        for pair in pairs:
-            index[pair].append(resource)
+def _index_by_code(resources: list[Resource]) -> dict[tuple[str, str], list[int]]:
+    """Positions in ``resources`` of the resources with each (system, code) as their code."""
+    index: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for position, resource in enumerate(resources):
+        for pair in set(codings_of(resource.get("code"))):
+            index[pair].append(position)
     return index
 
 
@@ -258,21 +255,12 @@ def read_ndjson_folder(
                     yield None, resource
 
 
-_JSON_CODE = re.compile(rb'"code"\s*:\s*"([^"]*)"')
-
-
-def _code_pattern(codes: Collection[str] | None) -> _CodeFilter | None:
-    return _CodeFilter(frozenset(code.encode() for code in codes)) if codes else None
-
-
-@dataclass(frozen=True)
-class _CodeFilter:
+def _code_pattern(codes: Collection[str] | None) -> re.Pattern[bytes] | None:
     """Finds lines holding one of the codes as a ``"code": "…"`` value (a superset of matches)."""
-
-    codes: frozenset[bytes]
-
-    def search(self, line: bytes) -> bool | None:
-        return True if any(code in self.codes for code in _JSON_CODE.findall(line)) else None
+    if not codes:
+        return None
+    alternatives = b"|".join(re.escape(code.encode()) for code in sorted(codes))
+    return re.compile(rb'"code"\s*:\s*"(?:' + alternatives + rb')"')
 
 
 def records_from_ndjson(
@@ -280,4 +268,6 @@ def records_from_ndjson(
     resource_types: Collection[str] | None = None,
     code_filters: Mapping[str, Collection[str]] | None = None,
 ) -> list[PatientRecord]:
-    return records_from_resources(read_ndjson_folder(folder, resource_types, code_filters))
+    """Patients of a Bulk Data export folder (see :func:`read_ndjson_folder`)."""
+    with gc_paused():
+        return records_from_resources(read_ndjson_folder(folder, resource_types, code_filters))

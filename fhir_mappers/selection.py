@@ -25,6 +25,8 @@ def is_ignored(resource: Resource) -> bool:
     if isinstance(status, str) and (status in IGNORED_STATUSES or status in NOT_YET_RESULTED):
         return True
     verification = resource.get("verificationStatus")
+    if verification is None:
+        return False
     return any(code in IGNORED_VERIFICATION for _, code in codings(verification))
 
 
