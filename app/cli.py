@@ -8,9 +8,15 @@ from collections.abc import Sequence
 
 import uvicorn
 
+from app.access import cli as token_cli
+from app.audit import cli as audit_cli
+from app.audit.pseudonym import pseudonymizer_for
 from app.logs import configure_logging
+from app.outcomes import sync as outcomes_sync
 from app.settings import Settings
 from app.store import migrate
+from app.store.database import make_engine
+from app.store.migrate import upgrade_engine
 from app.training import synth, train
 
 
@@ -69,7 +75,33 @@ def build_parser() -> argparse.ArgumentParser:
     db_parser = commands.add_parser("db", help="manage the database (db upgrade: migrate it)")
     migrate.add_arguments(db_parser)
     db_parser.set_defaults(run=migrate.run)
+
+    audit_parser = commands.add_parser(
+        "audit", help="verify, anchor, export or purge the audit store"
+    )
+    audit_cli.add_arguments(audit_parser)
+    audit_parser.set_defaults(run=audit_cli.run)
+
+    token_parser = commands.add_parser("token", help="API tokens for reports and outcomes")
+    token_cli.add_arguments(token_parser)
+    token_parser.set_defaults(run=token_cli.run)
+
+    outcomes_parser = commands.add_parser("outcomes", help="derive outcomes from FHIR data")
+    outcomes_sync.add_arguments(outcomes_parser)
+    outcomes_parser.set_defaults(run=run_outcomes)
     return parser
+
+
+def run_outcomes(args: argparse.Namespace) -> int:
+    settings = Settings()
+    key = settings.audit_hmac_key.get_secret_value() if settings.audit_hmac_key else None
+    engine = make_engine(settings.database_url)
+    try:
+        upgrade_engine(engine)
+        pseudonyms = pseudonymizer_for(settings.database_url, key)
+        return outcomes_sync.run(args, engine, pseudonyms, settings.audit_write_timeout_seconds)
+    finally:
+        engine.dispose()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -15,16 +15,21 @@ from sqlalchemy.engine import Engine
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import Receive, Scope, Send
 
+from app.access.log import AccessLog
+from app.audit.feedback import SqlFeedbackStore
+from app.audit.predictions import PredictionAudit
+from app.audit.pseudonym import pseudonymizer_for
+from app.audit.router import router as audit_router
 from app.health import router as health_router
 from app.logs import quiet_http_loggers
 from app.metrics import Metrics
 from app.middleware import BodyLimitMiddleware, BodyTooLarge, ObservabilityMiddleware
 from app.models.package import ModelPackage, load_packages
 from app.models.service import registry_for
+from app.outcomes.router import router as outcomes_router
+from app.outcomes.store import OutcomeStore
 from app.settings import Settings
-from app.store.database import create_tables, make_engine
-from app.store.explanations import SqlExplanationStore
-from app.store.feedback import SqlFeedbackStore
+from app.store.database import StoreUnavailable, create_tables, make_engine
 from app.store.replay import SqlReplayGuard
 from app.web.pages import router as pages_router
 from cds_hooks.auth.clients import TrustedClient, load_trusted_clients
@@ -58,11 +63,14 @@ def create_app(
     settings = settings or Settings()
     quiet_http_loggers()
     engine = make_engine(settings.database_url)
-    explanations = SqlExplanationStore(engine)
+    key = settings.audit_hmac_key.get_secret_value() if settings.audit_hmac_key else None
+    pseudonyms = pseudonymizer_for(settings.database_url, key)
+    timeout = settings.audit_write_timeout_seconds
+    metrics = Metrics.create()
+    audit = PredictionAudit(engine, pseudonyms, timeout, metrics.audit_failures)
     if registry is None:
         packages = packages if packages is not None else load_model_packages(settings)
-        registry = registry_for(packages, settings.public_base, explanations)
-    metrics = Metrics.create()
+        registry = registry_for(packages, settings.public_base, audit)
     clients = _trusted_clients(settings)
 
     @asynccontextmanager
@@ -75,7 +83,7 @@ def create_app(
             app.state.cds = CdsRuntime(
                 registry=registry,
                 authenticator=_authenticator(settings, clients, http, engine),
-                feedback_store=SqlFeedbackStore(engine),
+                feedback_store=SqlFeedbackStore(engine, timeout),
                 http=http,
                 public_base=settings.public_base,
                 fhir_budget_seconds=settings.fhir_budget_seconds,
@@ -95,8 +103,12 @@ def create_app(
     app.state.engine = engine
     app.state.metrics = metrics
     app.state.packages = packages or []
-    app.state.explanations = explanations
+    app.state.audit = audit
+    app.state.outcomes = OutcomeStore(engine, pseudonyms, timeout)
+    app.state.access_log = AccessLog(engine, timeout)
     app.include_router(cds_router)
+    app.include_router(outcomes_router)
+    app.include_router(audit_router)
     app.include_router(health_router)
     app.include_router(pages_router)
     _install_error_handlers(app)
@@ -183,6 +195,12 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ProtocolError)
     async def protocol_error(_request: Request, error: ProtocolError) -> Response:
         return _outcome_response(error.status_code, error.issues)
+
+    @app.exception_handler(StoreUnavailable)
+    async def store_unavailable(_request: Request, error: StoreUnavailable) -> Response:
+        log.error("store unavailable", extra={"error": str(error)})
+        issues = [issue("the store is unavailable; retry later", code="transient")]
+        return _outcome_response(503, issues, headers={"Retry-After": "5"})
 
     @app.exception_handler(AuthenticationFailed)
     async def authentication_failed(_request: Request, _error: AuthenticationFailed) -> Response:

@@ -8,6 +8,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy.engine import Engine
 
+from app.audit.predictions import PredictionAudit
 from app.store.database import ping
 from cds_hooks.responses import JsonResponse
 
@@ -21,17 +22,21 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness: database reachable and model packages loaded")
+@router.get(
+    "/readyz", summary="Readiness: database reachable, audit store taking writes, packages loaded"
+)
 async def readyz(request: Request) -> JsonResponse:
     state = request.app.state
     database_ok = await _database_answers(state.engine)
+    audit_ok = database_ok and await _audit_writable(state.audit)
     runtime = getattr(state, "cds", None)
     checks = {
         "database": "ok" if database_ok else "unreachable",
+        "audit": "ok" if audit_ok else "not taking writes",
         "started": runtime is not None,
         "services": len(runtime.registry) if runtime is not None else 0,
     }
-    ready = database_ok and runtime is not None
+    ready = database_ok and audit_ok and runtime is not None
     return JsonResponse(
         {"status": "ready" if ready else "not ready", "checks": checks},
         status_code=200 if ready else 503,
@@ -41,6 +46,13 @@ async def readyz(request: Request) -> JsonResponse:
 async def _database_answers(engine: Engine) -> bool:
     with anyio.move_on_after(READY_TIMEOUT_SECONDS):
         return await anyio.to_thread.run_sync(ping, engine, abandon_on_cancel=True)
+    return False
+
+
+async def _audit_writable(audit: PredictionAudit) -> bool:
+    """Whether the audit store takes writes now (its chain lock can be had)."""
+    with anyio.move_on_after(READY_TIMEOUT_SECONDS):
+        return await audit.writable(min(audit.timeout, READY_TIMEOUT_SECONDS / 2))
     return False
 
 

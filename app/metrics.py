@@ -16,6 +16,7 @@ class Metrics:
     request_seconds: Histogram
     service_seconds: Histogram
     service_errors: Counter
+    audit_failures: Counter
 
     @classmethod
     def create(cls) -> Metrics:
@@ -46,6 +47,11 @@ class Metrics:
                 "bedside_cds_service_errors",
                 "CDS service calls that did not answer 200, by service and status.",
                 ["service", "status"],
+                registry=registry,
+            ),
+            audit_failures=Counter(
+                "bedside_audit_write_failures",
+                "Predictions that could not be written to the audit store (no card returned).",
                 registry=registry,
             ),
         )

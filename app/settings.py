@@ -31,7 +31,21 @@ class Settings(BaseSettings):
     )
     model_dir: Path | None = Field(default=None, description="Folder of model packages.")
     audit_hmac_key: SecretStr | None = Field(
-        default=None, description="Key for pseudonymous patient keys."
+        default=None,
+        description="Key (at least 32 bytes) for the pseudonymous patient, encounter and "
+        "resource keys of the audit store; required unless the store is a local SQLite file.",
+    )
+    audit_write_timeout_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="Longest wait for the audit store to take a write; a card whose prediction "
+        "cannot be recorded in time is not returned.",
+    )
+    audit_retention_days: int | None = Field(
+        default=None,
+        gt=0,
+        description="Predictions, feedback and outcomes older than this are deleted by "
+        "`bedside audit purge` (unset: kept until purged with --before).",
     )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,

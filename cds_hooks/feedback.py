@@ -13,6 +13,7 @@ from cds_hooks.models import FeedbackEntry
 class FeedbackReceipt:
     stored: int
     duplicates: int
+    orphans: int = 0  # stored entries for a card the store has no record of
 
 
 class FeedbackStore(Protocol):

@@ -84,7 +84,7 @@ async def call_service(
     service_id: str, request: Request, runtime: Runtime, client: Client
 ) -> JsonResponse:
     service = _service_or_404(runtime, service_id)
-    body = await _json_body(request)
+    body = await json_body(request)
     try:
         hook_request = HookRequest.model_validate(body)
     except ValidationError as error:
@@ -111,7 +111,7 @@ async def feedback(
     service_id: str, request: Request, runtime: Runtime, client: Client
 ) -> JsonResponse:
     _service_or_404(runtime, service_id)
-    body = await _json_body(request)
+    body = await json_body(request)
     raw_entries = body.get("feedback")
     if not isinstance(raw_entries, list):
         raise ProtocolError.single(400, "the body must hold a 'feedback' list")
@@ -131,9 +131,16 @@ async def feedback(
         f"stored {receipt.stored} of {len(raw_entries)} feedback entries"
         f" ({receipt.duplicates} already on record, {len(raw_entries) - len(valid)} rejected)"
     )
-    return JsonResponse(
-        operation_outcome([issue(summary, code="informational", severity="information"), *rejected])
-    )
+    notes = [issue(summary, code="informational", severity="information")]
+    if receipt.orphans:
+        notes.append(
+            issue(
+                f"{receipt.orphans} stored entries refer to cards with no prediction on record",
+                code="not-found",
+                severity="warning",
+            )
+        )
+    return JsonResponse(operation_outcome([*notes, *rejected]))
 
 
 def _service_or_404(runtime: CdsRuntime, service_id: str) -> CdsService:
@@ -143,7 +150,7 @@ def _service_or_404(runtime: CdsRuntime, service_id: str) -> CdsService:
     return service
 
 
-async def _json_body(request: Request) -> dict[str, Any]:
+async def json_body(request: Request) -> dict[str, Any]:
     media_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
     if not (media_type == "application/json" or media_type.endswith("+json")):
         raise ProtocolError.single(

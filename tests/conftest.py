@@ -27,6 +27,7 @@ from tests.support.servers import free_port, serve_on_loopback
 from tests.support.services import build_test_registry
 
 TEST_ISSUER = "https://ehr.example.org/cds-client"
+TEST_AUDIT_KEY = "test-audit-key-0123456789abcdef0123456789abcdef"
 
 
 @pytest.fixture
@@ -100,6 +101,7 @@ def make_settings(database_url: str, clients_file: Path) -> Callable[..., Settin
             "database_url": database_url,
             "clients_file": clients_file,
             "public_url": "http://127.0.0.1:8000",
+            "audit_hmac_key": TEST_AUDIT_KEY,
         }
         values.update(overrides)
         return Settings(**values)

@@ -60,10 +60,16 @@ class BrokenLink:
     reason: str
 
 
-def verify(records: Iterable[ChainedRecord]) -> BrokenLink | None:
-    """The first broken link of a chain read in sequence order, or None when it is intact."""
-    expected_previous = GENESIS
-    expected_sequence = 1
+def verify(
+    records: Iterable[ChainedRecord], base_sequence: int = 0, base_hash: str = GENESIS
+) -> BrokenLink | None:
+    """The first broken link of a chain read in sequence order, or None when it is intact.
+
+    ``base_sequence`` and ``base_hash`` name the record the chain continues from (the genesis,
+    or the last record a retention purge removed).
+    """
+    expected_previous = base_hash
+    expected_sequence = base_sequence + 1
     for record in records:
         if record.sequence != expected_sequence:
             return BrokenLink(record.sequence, f"expected record {expected_sequence} here")

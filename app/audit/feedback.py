@@ -1,47 +1,33 @@
-"""Clinician feedback on cards, stored idempotently (a re-sent entry is a duplicate, not a row)."""
+"""Clinician feedback on cards: validated entries appended to the feedback chain.
+
+A re-sent entry (same card, outcome, reason, comment, suggestions and time) is a duplicate, not
+a row; a clinician who changes their mind sends a different entry, and both are kept. Feedback
+for a card the store does not know is kept too (an orphan), with a warning.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from datetime import UTC, datetime
-from uuid import UUID
+from typing import Any
 
 import anyio
 import orjson
-from sqlalchemy import Text
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
-from sqlmodel import Field, SQLModel
 
-from app.store.timestamps import UtcDateTime
+from app.audit.ledger import locked_chain
+from app.audit.tables import FeedbackRecord, PredictionRecord
 from cds_hooks.auth.identity import ClientIdentity
 from cds_hooks.feedback import FeedbackReceipt
 from cds_hooks.models import FeedbackEntry
 
-
-class FeedbackRecord(SQLModel, table=True):
-    __tablename__ = "feedback"
-
-    id: int | None = Field(default=None, primary_key=True)
-    dedupe_key: str = Field(max_length=64, unique=True)
-    service_id: str = Field(max_length=128, index=True)
-    card_uuid: UUID = Field(index=True)
-    outcome: str = Field(max_length=16)
-    override_system: str | None = None
-    override_code: str | None = None
-    override_display: str | None = None
-    user_comment: str | None = Field(default=None, sa_type=Text)
-    accepted_suggestions: str = Field(default="[]", description="JSON list of suggestion ids")
-    outcome_timestamp: datetime = Field(sa_type=UtcDateTime)
-    received_at: datetime = Field(sa_type=UtcDateTime)
-    client_iss: str = Field(max_length=512)
+log = logging.getLogger(__name__)
 
 
-def feedback_row(
-    service_id: str, entry: FeedbackEntry, client: ClientIdentity
-) -> dict[str, object]:
-    """The table row for one entry; its dedupe key covers everything the client said."""
+def feedback_row(service_id: str, entry: FeedbackEntry, client: ClientIdentity) -> dict[str, Any]:
+    """The record for one entry; its dedupe key covers everything the client said."""
     reason = entry.override_reason.reason if entry.override_reason else None
     comment = entry.override_reason.user_comment if entry.override_reason else None
     accepted = sorted(suggestion.id for suggestion in entry.accepted_suggestions)
@@ -74,26 +60,42 @@ def feedback_row(
 
 
 class SqlFeedbackStore:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, timeout_seconds: float) -> None:
         self._engine = engine
-        dialect = engine.dialect.name
-        self._insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+        self._timeout = timeout_seconds
 
     async def store(
         self, service_id: str, entries: list[FeedbackEntry], client: ClientIdentity
     ) -> FeedbackReceipt:
         rows = [feedback_row(service_id, entry, client) for entry in entries]
-        return await anyio.to_thread.run_sync(self._insert_rows, rows)
+        return await anyio.to_thread.run_sync(self._append, rows)
 
-    def _insert_rows(self, rows: list[dict[str, object]]) -> FeedbackReceipt:
-        stored = 0
-        with self._engine.begin() as connection:
+    def _append(self, rows: list[dict[str, Any]]) -> FeedbackReceipt:
+        with locked_chain(self._engine, "feedback", self._timeout) as chain:
+            keys = [row["dedupe_key"] for row in rows]
+            seen = set(
+                chain.connection.execute(
+                    select(FeedbackRecord.dedupe_key).where(
+                        FeedbackRecord.dedupe_key.in_(keys)  # type: ignore[attr-defined]
+                    )
+                ).scalars()
+            )
+            cards = {row["card_uuid"] for row in rows}
+            known = set(
+                chain.connection.execute(
+                    select(PredictionRecord.card_uuid).where(
+                        PredictionRecord.card_uuid.in_(cards)  # type: ignore[attr-defined]
+                    )
+                ).scalars()
+            )
+            stored = orphans = 0
             for row in rows:
-                statement = (
-                    self._insert(FeedbackRecord)
-                    .values(**row)
-                    .on_conflict_do_nothing(index_elements=["dedupe_key"])
-                    .returning(FeedbackRecord.id)
-                )
-                stored += len(connection.execute(statement).all())
-        return FeedbackReceipt(stored=stored, duplicates=len(rows) - stored)
+                if row["dedupe_key"] in seen:
+                    continue
+                seen.add(row["dedupe_key"])
+                chain.append(row)
+                stored += 1
+                if row["card_uuid"] not in known:
+                    orphans += 1
+                    log.warning("feedback for a card with no prediction on record; kept")
+        return FeedbackReceipt(stored=stored, duplicates=len(rows) - stored, orphans=orphans)

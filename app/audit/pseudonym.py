@@ -14,9 +14,20 @@ import logging
 import secrets
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+
 log = logging.getLogger(__name__)
 MIN_KEY_BYTES = 32
 KEY_FILE_NAME = "audit-hmac.key"
+
+
+def pseudonymizer_for(database_url: str, configured: str | None) -> Pseudonymizer:
+    """The pseudonymizer for a store: the configured key, or a local trial's kept key."""
+    url = make_url(database_url)
+    folder = None
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        folder = Path(url.database).resolve().parent
+    return Pseudonymizer(load_key(configured, folder, local_trial=folder is not None))
 
 
 class MissingAuditKey(RuntimeError):

@@ -38,7 +38,6 @@ def risk_card(
     prediction: Prediction,
     public_base: str,
     card_uuid: UUID | None = None,
-    explanation_link: bool = True,
 ) -> Card:
     """The card for one prediction; ``card_uuid`` ties feedback and the explanation page to it."""
     card_uuid = card_uuid or uuid4()
@@ -63,26 +62,23 @@ def risk_card(
         suggestions=[suggestion] if suggestion else [],
         selection_behavior="at-most-one" if suggestion else None,
         override_reasons=list(OVERRIDE_REASONS),
-        links=_links(package, public_base, card_uuid, explanation_link),
+        links=_links(package, public_base, card_uuid),
     )
 
 
-def _links(package: ModelPackage, public_base: str, card_uuid: UUID, explain: bool) -> list[Link]:
-    links = [
+def _links(package: ModelPackage, public_base: str, card_uuid: UUID) -> list[Link]:
+    return [
+        Link(
+            label="Why this risk? (explanation)",
+            url=f"{public_base}/explanations/{card_uuid}",
+            type="absolute",
+        ),
         Link(
             label="About this model (model card)",
             url=f"{public_base}/models/{package.name}/card",
             type="absolute",
-        )
+        ),
     ]
-    if explain:
-        explanation = Link(
-            label="Why this risk? (explanation)",
-            url=f"{public_base}/explanations/{card_uuid}",
-            type="absolute",
-        )
-        links.insert(0, explanation)
-    return links
 
 
 def _detail(package: ModelPackage, prediction: Prediction) -> str:

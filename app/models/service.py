@@ -1,16 +1,24 @@
-"""CDS services defined by model packages: prefetch → features → prediction → risk card."""
+"""CDS services defined by model packages: prefetch → features → prediction → audit → card.
+
+No card leaves without its prediction record committed to the audit store; when the store cannot
+take it, the answer is ``{"cards": []}`` (the clinician is not blocked, the failure is logged,
+counted and shown by ``/readyz``).
+"""
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import uuid4
 
 import anyio
 
+from app.audit.ledger import AuditUnavailable
+from app.audit.predictions import PredictionAudit, Timings, prediction_row
 from app.models.card import risk_card
 from app.models.package import ModelPackage
 from app.models.predictor import Prediction, Predictor
-from app.store.explanations import SqlExplanationStore, explanation_record
 from cds_hooks.errors import ProtocolError
 from cds_hooks.models import HookResponse
 from cds_hooks.registry import CdsService, HookCall, ServiceRegistry
@@ -18,24 +26,30 @@ from fhir_mappers.hook_features import features_for_hook, hook_record, unavailab
 from fhir_mappers.index_time import encounter_in_context
 from fhir_mappers.labels import is_inpatient
 from fhir_mappers.mapper import InvalidPatient
+from fhir_mappers.row import FeatureRow
 from fhir_mappers.templates import ENCOUNTER_HOOKS, prefetch_templates, required_keys
+
+
+@dataclass(frozen=True)
+class Scored:
+    features: FeatureRow
+    prediction: Prediction
+    map_ms: float
+    score_ms: float
 
 
 class PackageService:
     """Serves one package on one hook."""
 
     def __init__(
-        self,
-        package: ModelPackage,
-        hook: str,
-        public_base: str,
-        explanations: SqlExplanationStore | None = None,
+        self, package: ModelPackage, hook: str, public_base: str, audit: PredictionAudit
     ) -> None:
         self.package = package
         self.hook = hook
         self.public_base = public_base
-        self.explanations = explanations
+        self.audit = audit
         self.predictor = Predictor(package)
+        self.templates = prefetch_templates(package.spec, hook)
 
     def definition(self) -> CdsService:
         service = self.package.service
@@ -45,35 +59,45 @@ class PackageService:
             title=service["title"],
             description=service["description"],
             handler=self.handle,
-            prefetch=prefetch_templates(self.package.spec, self.hook),
+            prefetch=self.templates,
             required_prefetch=required_keys(self.hook),
         )
 
     async def handle(self, call: HookCall) -> HookResponse:
+        started = time.perf_counter()
         # Mapping and scoring are CPU work: run them off the event loop so that other calls'
         # FHIR fetches keep moving.
-        prediction = await anyio.to_thread.run_sync(self._predict, call)
-        if prediction is None:
+        scored = await anyio.to_thread.run_sync(self._score, call)
+        if scored is None:
             return HookResponse()
-        if prediction.band.name == "low" and not self.package.service.get("card_for_low_risk"):
-            return HookResponse()
+        prediction = scored.prediction
+        shown = prediction.band.name != "low" or bool(self.package.service.get("card_for_low_risk"))
         card_uuid = uuid4()
-        if self.explanations is not None:
-            rows = self.predictor.explanation_rows(prediction)
-            await self.explanations.save(
-                explanation_record(card_uuid, self.package, prediction, rows)
-            )
-        card = risk_card(
+        total_ms = (time.perf_counter() - started) * 1000
+        row = prediction_row(
+            call,
             self.package,
+            scored.features,
             prediction,
-            self.public_base,
+            self.predictor.explanation_rows(prediction),
             card_uuid,
-            explanation_link=self.explanations is not None,
+            shown,
+            Timings(scored.map_ms, scored.score_ms, total_ms),
+            self.audit.pseudonyms,
         )
-        return HookResponse(cards=[card])
+        try:
+            await self.audit.record(row)
+        except AuditUnavailable:
+            return HookResponse()
+        if not shown:
+            return HookResponse()
+        return HookResponse(
+            cards=[risk_card(self.package, prediction, self.public_base, card_uuid)]
+        )
 
-    def _predict(self, call: HookCall) -> Prediction | None:
-        """None when this hook call gets no card (patient-view outside an inpatient stay)."""
+    def _score(self, call: HookCall) -> Scored | None:
+        """None when this hook call gets no prediction (patient-view outside an inpatient stay)."""
+        started = time.perf_counter()
         context = call.request.context
         try:
             record = hook_record(call.prefetch, context)
@@ -88,16 +112,18 @@ class PackageService:
                 "the encounter in context is not in the prefetch or the FHIR server",
                 code="not-found",
             )
-        templates = prefetch_templates(self.package.spec, self.hook)
         row = features_for_hook(
             self.package.spec,
             self.hook,
             record,
             context,
             datetime.now(UTC),
-            unavailable=unavailable_types(call.prefetch, templates),
+            unavailable=unavailable_types(call.prefetch, self.templates),
         )
-        return self.predictor.predict(row)
+        mapped = time.perf_counter()
+        prediction = self.predictor.predict(row)
+        scored_at = time.perf_counter()
+        return Scored(row, prediction, (mapped - started) * 1000, (scored_at - mapped) * 1000)
 
 
 def _ongoing_inpatient_stay(encounter: dict | None) -> bool:
@@ -108,13 +134,10 @@ def _ongoing_inpatient_stay(encounter: dict | None) -> bool:
 
 
 def registry_for(
-    packages: list[ModelPackage],
-    public_base: str,
-    explanations: SqlExplanationStore | None = None,
+    packages: list[ModelPackage], public_base: str, audit: PredictionAudit
 ) -> ServiceRegistry:
     registry = ServiceRegistry()
     for package in packages:
         for hook in package.service["hooks"]:
-            service = PackageService(package, hook, public_base, explanations)
-            registry.register(service.definition())
+            registry.register(PackageService(package, hook, public_base, audit).definition())
     return registry

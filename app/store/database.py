@@ -16,6 +16,10 @@ from sqlmodel import create_engine
 CONNECT_TIMEOUT_SECONDS = 5
 
 
+class StoreUnavailable(RuntimeError):
+    """The database could not take a write in time (down, locked or too slow): answer 503."""
+
+
 def make_engine(database_url: str) -> Engine:
     """An engine with sane pooling; SQLite files get WAL and their folder is created."""
     url = make_url(database_url)

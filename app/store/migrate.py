@@ -40,8 +40,8 @@ def upgrade(database_url: str) -> str:
         engine.dispose()
 
 
-def upgrade_engine(engine: Engine) -> str:
-    """Migrate ``engine``'s database to the newest revision (idempotent) and return it.
+def upgrade_engine(engine: Engine, target: str = "head") -> str:
+    """Migrate ``engine``'s database to ``target`` (the newest revision; idempotent); return it.
 
     A database whose tables ``create_all`` made is first stamped with the baseline revision.
     """
@@ -52,7 +52,7 @@ def upgrade_engine(engine: Engine) -> str:
             inspect(connection).has_table(table) for table in BASELINE_TABLES
         ):
             command.stamp(config, BASELINE)
-        command.upgrade(config, "head")
+        command.upgrade(config, target)
         revision = _revision(connection)
     assert revision is not None
     return revision
@@ -80,6 +80,7 @@ def _lock(connection: Connection) -> None:
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
     elif connection.dialect.name == "sqlite":
+        connection.exec_driver_sql("PRAGMA busy_timeout = 30000")
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 

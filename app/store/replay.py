@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 import anyio
 from sqlalchemy import delete
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import Field, Session, SQLModel
 
+from app.store.database import StoreUnavailable
 from app.store.timestamps import UtcDateTime
 
 
@@ -37,13 +38,15 @@ class SqlReplayGuard:
 
     def _first_use(self, iss: str, jti: str, expires_at: datetime) -> bool:
         token_hash = hashlib.sha256(f"{iss}\x00{jti}".encode()).hexdigest()
-        with Session(self._engine) as session:
-            self._purge_expired(session)
-            session.add(SeenToken(token_hash=token_hash, expires_at=expires_at))
-            try:
+        try:
+            with Session(self._engine) as session:
+                self._purge_expired(session)
+                session.add(SeenToken(token_hash=token_hash, expires_at=expires_at))
                 session.commit()
-            except IntegrityError:
-                return False
+        except IntegrityError:
+            return False
+        except SQLAlchemyError as error:
+            raise StoreUnavailable("the JWT replay memory cannot be written") from error
         return True
 
     def _purge_expired(self, session: Session) -> None:

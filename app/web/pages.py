@@ -10,12 +10,16 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
+from app.access.tokens import Principal
 from app.models.package import ModelPackage
 from app.web.svg import waterfall
 from cds_hooks.errors import ProtocolError
 from cds_hooks.responses import JsonResponse
 
 router = APIRouter(tags=["Pages"])
+# Explanation links are capability URLs opened from the EHR (decision 0004); who opened one is
+# not known, but that it was opened is logged.
+EXPLANATION_READER = Principal("explanation-link", "clinician")
 STYLE = (
     "body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 1em;"
     "color:#222}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;"
@@ -89,16 +93,19 @@ def _interval(metric: dict[str, float] | None) -> str:
 
 @router.get("/explanations/{card_uuid}", summary="Why a card gave the risk it gave")
 async def explanation(request: Request, card_uuid: UUID) -> HTMLResponse:
-    store = request.app.state.explanations
-    record = await store.get(card_uuid)
-    if record is None:
+    record = await request.app.state.audit.get(card_uuid)
+    if record is None or not record.card_shown:
         raise ProtocolError.single(404, "no explanation for this card", code="not-found")
+    await request.app.state.access_log.record(
+        EXPLANATION_READER, "explanation", {"card_uuid": str(card_uuid)}
+    )
     rows = orjson.loads(record.contributions)
-    missing = orjson.loads(record.missing)
+    label_of = {row["feature"]: row["label"] for row in rows}
+    missing = [label_of.get(name, name) for name in orjson.loads(record.missing)]
     final_label = f"this patient: {round(record.probability * 100)}% after calibration"
     body = (
         f"<h1>Why {round(record.probability * 100)}% ({escape(record.band)})?</h1>"
-        f"<p class='muted'>Model {escape(record.model)} v{escape(record.version)}, "
+        f"<p class='muted'>Model {escape(record.model)} v{escape(record.model_version)}, "
         f"card {card_uuid}, {record.created_at:%Y-%m-%d %H:%M} UTC</p>"
         "<p>Red bars raised this patient's estimated risk, blue bars lowered it (SHAP values on "
         "the model's log-odds scale, before calibration).</p>"

@@ -14,6 +14,7 @@ from app.models.package import ModelPackage, load_package
 from app.training.dataset import Dataset, load_dataset
 from app.training.synth import CohortConfig, generate_cohort
 from app.training.train import fit_and_package
+from fhir_mappers.record import PatientRecord, records_from_ndjson
 from fhir_mappers.spec import load_spec
 
 SPEC_PATH = Path(__file__).resolve().parents[2] / "fhir_mappers" / "specs" / "readmission_30d.yaml"
@@ -46,3 +47,18 @@ def trained_model(tmp_path_factory: pytest.TempPathFactory) -> TrainedModel:
     return TrainedModel(
         cohort, package_path, load_package(package_path), manifest, dataset, masks, truth
     )
+
+
+@pytest.fixture(scope="session")
+def stays_by_risk(trained_model: TrainedModel) -> list[tuple[float, PatientRecord, dict]]:
+    """In-period index stays of the trained model's cohort, lowest true risk first."""
+    records = {r.patient_key: r for r in records_from_ndjson(trained_model.cohort)}
+    stays = []
+    for key, row in trained_model.truth.items():
+        if row["in_period"] != "1":
+            continue
+        record = records[f"Patient/{row['patient_id']}"]
+        encounter = record.by_key[key]
+        stays.append((float(row["true_risk"]), record, encounter))
+    stays.sort(key=lambda stay: stay[0])
+    return stays

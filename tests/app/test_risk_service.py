@@ -9,58 +9,16 @@ from typing import Any
 
 import pytest
 
-from fhir_mappers.record import PatientRecord, records_from_ndjson
 from tests.app.conftest import TrainedModel
 from tests.support.cds_client import CdsTestClient
 from tests.support.fhir_builders import searchset
+from tests.support.hook_requests import hook_request
 
 # The first test pays for generating a cohort and training on it (a session fixture).
 pytestmark = pytest.mark.timeout(600)
 
 DISCHARGE = "readmission-30d-encounter-discharge"
 PATIENT_VIEW = "readmission-30d-patient-view"
-
-
-def prefetch_for(record: PatientRecord, encounter: dict[str, Any]) -> dict[str, Any]:
-    """What an EHR would send for the package's prefetch templates."""
-    return {
-        "patient": record.patient,
-        "encounter": encounter,
-        "observations": searchset(record.of_type("Observation")),
-        "conditions": searchset(record.of_type("Condition")),
-        "encounters": searchset(
-            [encounter if e["id"] == encounter["id"] else e for e in record.of_type("Encounter")]
-        ),
-        "medications": searchset(record.of_type("MedicationRequest")),
-    }
-
-
-def hook_request(hook: str, record: PatientRecord, encounter: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "hook": hook,
-        "hookInstance": str(uuid.uuid4()),
-        "context": {
-            "userId": "Practitioner/attending-1",
-            "patientId": record.patient["id"],  # type: ignore[index]
-            "encounterId": encounter["id"],
-        },
-        "prefetch": prefetch_for(record, encounter),
-    }
-
-
-@pytest.fixture(scope="module")
-def stays_by_risk(trained_model: TrainedModel) -> list[tuple[float, PatientRecord, dict]]:
-    """In-period index stays of the cohort, lowest true risk first."""
-    records = {r.patient_key: r for r in records_from_ndjson(trained_model.cohort)}
-    stays = []
-    for key, row in trained_model.truth.items():
-        if row["in_period"] != "1":
-            continue
-        record = records[f"Patient/{row['patient_id']}"]
-        encounter = record.by_key[key]
-        stays.append((float(row["true_risk"]), record, encounter))
-    stays.sort(key=lambda stay: stay[0])
-    return stays
 
 
 def test_discovery_lists_the_package_services_with_derived_prefetch(

@@ -6,7 +6,8 @@
 from alembic import context
 from sqlmodel import SQLModel
 
-from app.store import explanations, feedback, replay  # noqa: F401  (registers the tables)
+from app.audit import tables  # noqa: F401  (registers the tables)
+from app.store import replay  # noqa: F401
 
 context.configure(
     connection=context.config.attributes["connection"],

@@ -1,0 +1,240 @@
+"""Appending to, verifying and trimming the audit hash chains.
+
+An append holds the chain's lock for the whole transaction (``SELECT … FOR UPDATE`` on the chain
+head in PostgreSQL; SQLite's write lock, ``BEGIN IMMEDIATE``), so that workers writing at once
+extend one consistent chain. Every wait is bounded: a store that cannot take the write in time
+raises :class:`AuditUnavailable` instead of hanging the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Table, delete, func, insert, select, update
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.audit.chain import BrokenLink, ChainedRecord, link_hash, verify
+from app.audit.tables import CHAINS, ChainHead
+from app.store.database import StoreUnavailable
+
+LINK_COLUMNS = frozenset({"id", "sequence", "previous_hash", "record_hash"})
+# The column that dates each chain's records, for retention.
+TIME_COLUMNS = {"prediction": "created_at", "feedback": "received_at", "outcome": "received_at"}
+
+
+class AuditUnavailable(StoreUnavailable):
+    """The audit store could not durably take a write (down, locked, or too slow)."""
+
+
+@dataclass(frozen=True)
+class Head:
+    name: str
+    sequence: int
+    hash: str
+    base_sequence: int
+    base_hash: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "chain": self.name,
+            "sequence": self.sequence,
+            "hash": self.hash,
+            "base_sequence": self.base_sequence,
+            "base_hash": self.base_hash,
+        }
+
+
+def table_of(name: str) -> Table:
+    return CHAINS[name].__table__  # type: ignore[attr-defined, no-any-return]
+
+
+def content_columns(table: Table) -> list[str]:
+    """The columns a record's hash covers: all but its id and its link."""
+    return [column.name for column in table.columns if column.name not in LINK_COLUMNS]
+
+
+def content_of(columns: list[str], row: Mapping[str, Any]) -> dict[str, Any]:
+    content = {name: row[name] for name in columns}
+    for name, value in content.items():
+        if isinstance(value, datetime):
+            content[name] = value.astimezone(UTC)
+    return content
+
+
+class ChainAppender:
+    """Adds records to one locked chain; written when the transaction block ends."""
+
+    def __init__(self, connection: Connection, head: Head) -> None:
+        self.connection = connection
+        self.table = table_of(head.name)
+        self.columns = content_columns(self.table)
+        self.head = head
+        self._pending: list[dict[str, Any]] = []
+
+    def append(self, row: Mapping[str, Any]) -> int:
+        """Link ``row`` (every content column, nothing else) to the chain; its sequence."""
+        if set(row) != set(self.columns):
+            raise ValueError(f"a {self.head.name} record needs exactly {sorted(self.columns)}")
+        content = content_of(self.columns, row)
+        sequence = self.head.sequence + 1
+        record_hash = link_hash(self.head.hash, content)
+        self._pending.append(
+            {
+                **content,
+                "sequence": sequence,
+                "previous_hash": self.head.hash,
+                "record_hash": record_hash,
+            }
+        )
+        self.head = Head(
+            self.head.name, sequence, record_hash, self.head.base_sequence, self.head.base_hash
+        )
+        return sequence
+
+    def _write(self) -> None:
+        if not self._pending:
+            return
+        self.connection.execute(insert(self.table), self._pending)
+        self.connection.execute(
+            update(ChainHead)
+            .where(ChainHead.name == self.head.name)  # type: ignore[arg-type]
+            .values(head_sequence=self.head.sequence, head_hash=self.head.hash)
+        )
+
+
+@contextmanager
+def locked_chain(engine: Engine, name: str, timeout_seconds: float) -> Iterator[ChainAppender]:
+    """A transaction holding ``name``'s lock; what is appended commits when the block ends.
+
+    Raises :class:`AuditUnavailable` when the lock or the commit cannot be had in time.
+    """
+    try:
+        with engine.begin() as connection:
+            _begin_locked(connection, timeout_seconds)
+            appender = ChainAppender(connection, _head(connection, name, for_update=True))
+            yield appender
+            appender._write()
+    except SQLAlchemyError as error:
+        raise AuditUnavailable(f"audit store unavailable: {type(error).__name__}") from error
+
+
+def _begin_locked(connection: Connection, timeout_seconds: float) -> None:
+    milliseconds = max(1, round(timeout_seconds * 1000))
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql(f"PRAGMA busy_timeout = {milliseconds}")
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    elif connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"SET LOCAL lock_timeout = {milliseconds}")
+        connection.exec_driver_sql(f"SET LOCAL statement_timeout = {milliseconds}")
+
+
+def _head(connection: Connection, name: str, for_update: bool = False) -> Head:
+    statement = select(ChainHead).where(ChainHead.name == name)  # type: ignore[arg-type]
+    if for_update:
+        statement = statement.with_for_update()
+    row = connection.execute(statement).mappings().one()
+    return Head(
+        name, row["head_sequence"], row["head_hash"], row["base_sequence"], row["base_hash"]
+    )
+
+
+def heads(engine: Engine) -> list[Head]:
+    """The current head of every chain (to anchor elsewhere: a later verify must reach it)."""
+    with engine.connect() as connection:
+        return [_head(connection, name) for name in CHAINS]
+
+
+def probe_writable(engine: Engine, timeout_seconds: float) -> bool:
+    """True when the store can take the chain lock now (the transaction is rolled back)."""
+    try:
+        with engine.connect() as connection, connection.begin() as transaction:
+            _begin_locked(connection, timeout_seconds)
+            _head(connection, "prediction", for_update=True)
+            transaction.rollback()
+        return True
+    except SQLAlchemyError:
+        engine.dispose()
+        return False
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    head: Head
+    records: int
+    broken: BrokenLink | None
+
+
+def verify_chain(engine: Engine, name: str, batch: int = 2000) -> ChainReport:
+    """Re-hash ``name``'s records in sequence order, from its base up to the recorded head."""
+    table = table_of(name)
+    columns = content_columns(table)
+    with engine.connect() as connection:
+        head = _head(connection, name)
+        result = connection.execution_options(yield_per=batch).execute(
+            select(table).order_by(table.c.sequence)
+        )
+        counted = _Counter(
+            ChainedRecord(
+                row["sequence"], content_of(columns, row), row["previous_hash"], row["record_hash"]
+            )
+            for row in result.mappings()
+        )
+        broken = verify(counted, head.base_sequence, head.base_hash)
+        if broken is None:
+            broken = _tail_check(head, counted)
+    return ChainReport(head, counted.count, broken)
+
+
+class _Counter:
+    """Passes records through, remembering how many and the last one."""
+
+    def __init__(self, records: Iterator[ChainedRecord]) -> None:
+        self._records = records
+        self.count = 0
+        self.last: ChainedRecord | None = None
+
+    def __iter__(self) -> Iterator[ChainedRecord]:
+        for record in self._records:
+            self.count += 1
+            self.last = record
+            yield record
+
+
+def _tail_check(head: Head, counted: _Counter) -> BrokenLink | None:
+    """Records removed from the end leave the chain shorter than its recorded head."""
+    last_sequence = counted.last.sequence if counted.last else head.base_sequence
+    last_hash = counted.last.record_hash if counted.last else head.base_hash
+    if (last_sequence, last_hash) == (head.sequence, head.hash):
+        return None
+    return BrokenLink(
+        last_sequence + 1,
+        f"the chain head is record {head.sequence}; the records end at {last_sequence}",
+    )
+
+
+def purge_before(engine: Engine, name: str, cutoff: datetime, timeout_seconds: float) -> int:
+    """Delete ``name``'s records dated before ``cutoff``; the chain then starts after them."""
+    table = table_of(name)
+    when = table.c[TIME_COLUMNS[name]]
+    with locked_chain(engine, name, timeout_seconds) as chain:
+        connection = chain.connection
+        last = connection.execute(
+            select(func.max(table.c.sequence)).where(when < cutoff)
+        ).scalar_one()
+        if last is None:
+            return 0
+        last_hash = connection.execute(
+            select(table.c.record_hash).where(table.c.sequence == last)
+        ).scalar_one()
+        removed = connection.execute(delete(table).where(table.c.sequence <= last)).rowcount
+        connection.execute(
+            update(ChainHead)
+            .where(ChainHead.name == name)  # type: ignore[arg-type]
+            .values(base_sequence=last, base_hash=last_hash)
+        )
+    return int(removed)
