@@ -36,6 +36,7 @@ ci:
 bench: install
 	BEDSIDE_FHIR_SAMPLES=$${BEDSIDE_FHIR_SAMPLES:-../shared/fhir-samples} $(BIN)/python -m benchmarks.bench_mapping
 	BEDSIDE_FHIR_SAMPLES=$${BEDSIDE_FHIR_SAMPLES:-../shared/fhir-samples} $(BIN)/python -m benchmarks.bench_predict
+	$(BIN)/python -m benchmarks.bench_audit
 
 # Rebuild the bundled demo package from a fresh synthetic cohort (deterministic by seed).
 DEMO_PATIENTS ?= 2500

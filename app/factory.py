@@ -17,6 +17,7 @@ from starlette.types import Receive, Scope, Send
 
 from app.access.log import AccessLog
 from app.audit.feedback import SqlFeedbackStore
+from app.audit.models import register_packages
 from app.audit.predictions import PredictionAudit
 from app.audit.pseudonym import pseudonymizer_for
 from app.audit.router import router as audit_router
@@ -78,6 +79,7 @@ def create_app(
         if settings.insecure_dev_auth:
             log.warning(INSECURE_WARNING)
         create_tables(engine)
+        register_packages(engine, app.state.packages)
         limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
         async with httpx.AsyncClient(limits=limits, follow_redirects=False) as http:
             app.state.cds = CdsRuntime(

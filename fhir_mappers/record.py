@@ -50,9 +50,10 @@ class PatientRecord:
     """The resources of one patient, by type, with a reference index."""
 
     patient: Resource | None
-    resources: dict[str, list[Resource]] = field(default_factory=dict)
-    aliases: dict[str, str] = field(default_factory=dict)
-    by_key: dict[str, Resource] = field(default_factory=dict)
+    # Shared indexes can hold a whole cohort: never part of the repr.
+    resources: dict[str, list[Resource]] = field(default_factory=dict, repr=False)
+    aliases: dict[str, str] = field(default_factory=dict, repr=False)
+    by_key: dict[str, Resource] = field(default_factory=dict, repr=False)
     _code_index: dict[str, dict[tuple[str, str], list[int]]] = field(
         default_factory=dict, repr=False
     )

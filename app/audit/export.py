@@ -13,12 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import orjson
 import pandas as pd
 import yaml
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.engine import Engine
 
 from app.audit.tables import FeedbackRecord, OutcomeRecord, PredictionRecord
@@ -48,17 +48,26 @@ class ExportResult:
     files: tuple[Path, ...]
 
 
-def _predictions(
-    engine: Engine, model: str | None, start: datetime | None, end: datetime | None
-) -> pd.DataFrame:
+def _selected(
+    model: str | None, start: datetime | None, end: datetime | None, *columns: Any
+) -> Select[Any]:
+    """The predictions in the export's window and model, ``columns`` or whole rows."""
     table = PredictionRecord.__table__  # type: ignore[attr-defined]
-    statement = select(table).order_by(table.c.sequence)
+    statement = select(*(columns or (table,)))
     if model:
         statement = statement.where(table.c.model == model)
     if start:
         statement = statement.where(table.c.created_at >= start)
     if end:
         statement = statement.where(table.c.created_at < end)
+    return statement
+
+
+def _predictions(
+    engine: Engine, model: str | None, start: datetime | None, end: datetime | None
+) -> pd.DataFrame:
+    table = PredictionRecord.__table__  # type: ignore[attr-defined]
+    statement = _selected(model, start, end).order_by(table.c.sequence)
     with engine.connect() as connection:
         rows = [dict(row) for row in connection.execute(statement).mappings()]
     return pd.DataFrame(rows)
@@ -73,8 +82,12 @@ def _outcomes(engine: Engine) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[c.name for c in table.columns])
 
 
-def _feedback(engine: Engine, cards: list[object]) -> pd.DataFrame:
+def _feedback(
+    engine: Engine, model: str | None, start: datetime | None, end: datetime | None
+) -> pd.DataFrame:
+    """Responses to the exported predictions' cards (joined in SQL: no list of uuids)."""
     table = FeedbackRecord.__table__  # type: ignore[attr-defined]
+    cards = _selected(model, start, end, PredictionRecord.__table__.c.card_uuid)  # type: ignore[attr-defined]
     statement = select(table).where(table.c.card_uuid.in_(cards)).order_by(table.c.sequence)
     with engine.connect() as connection:
         rows = [dict(row) for row in connection.execute(statement).mappings()]
@@ -94,10 +107,14 @@ def export_tables(
         return pd.DataFrame(columns=PREDICTION_COLUMNS), pd.DataFrame(columns=EVENT_COLUMNS)
     outcomes = _outcomes(engine)
     by_card = raw.set_index("card_uuid")[["patient_key", "encounter_key"]]
-    events = [_outcome_events(outcomes, raw, by_card), _feedback_events(engine, raw)]
-    events_frame = pd.concat([frame for frame in events if not frame.empty], ignore_index=True)
-    if events_frame.empty:
-        events_frame = pd.DataFrame(columns=EVENT_COLUMNS)
+    events = [
+        _outcome_events(outcomes, raw, by_card),
+        _feedback_events(_feedback(engine, model, start, end), raw),
+    ]
+    found = [frame for frame in events if not frame.empty]
+    events_frame = (
+        pd.concat(found, ignore_index=True) if found else pd.DataFrame(columns=EVENT_COLUMNS)
+    )
     predictions = pd.DataFrame(
         {
             "entity_id": raw["patient_key"],
@@ -150,8 +167,7 @@ def _outcome_events(
     return frame.dropna(subset=["entity_id"])
 
 
-def _feedback_events(engine: Engine, raw: pd.DataFrame) -> pd.DataFrame:
-    feedback = _feedback(engine, list(raw["card_uuid"]))
+def _feedback_events(feedback: pd.DataFrame, raw: pd.DataFrame) -> pd.DataFrame:
     if feedback.empty:
         return pd.DataFrame(columns=EVENT_COLUMNS)
     ids = raw.set_index("card_uuid")

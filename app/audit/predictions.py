@@ -139,10 +139,14 @@ class PredictionAudit:
         """Commit ``row`` to the chain; raises :class:`AuditUnavailable` when it cannot."""
         try:
             await anyio.to_thread.run_sync(self._append, row)
-        except AuditUnavailable:
+        except AuditUnavailable as error:
             if self._failures is not None:
                 self._failures.inc()
-            log.exception("prediction could not be audited; no card is returned")
+            # The cause is not logged: its SQL parameters are the record itself.
+            log.error(
+                "prediction could not be audited; no card is returned",
+                extra={"error": str(error)},
+            )
             raise
 
     def _append(self, row: dict[str, Any]) -> None:

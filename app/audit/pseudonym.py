@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import os
 import secrets
 from pathlib import Path
 
@@ -57,12 +58,24 @@ def load_key(configured: str | None, sqlite_folder: Path | None, *, local_trial:
         raise MissingAuditKey("set BEDSIDE_AUDIT_HMAC_KEY (at least 32 random bytes)")
     path = sqlite_folder / KEY_FILE_NAME
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_hex(MIN_KEY_BYTES))
-        path.chmod(0o600)
-        log.warning(
-            "generated an audit HMAC key for this local trial; set BEDSIDE_AUDIT_HMAC_KEY "
-            "before using real patients",
-            extra={"key_file": str(path)},
-        )
+        _create_key_file(path)
     return path.read_text().strip().encode()
+
+
+def _create_key_file(path: Path) -> None:
+    """Write a new key atomically: workers starting together all end up with the same one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    draft = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+    with os.fdopen(os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as handle:
+        handle.write(secrets.token_hex(MIN_KEY_BYTES))
+    try:
+        os.link(draft, path)  # fails when another worker was first
+    except FileExistsError:
+        return
+    finally:
+        draft.unlink()
+    log.warning(
+        "generated an audit HMAC key for this local trial; set BEDSIDE_AUDIT_HMAC_KEY "
+        "before using real patients",
+        extra={"key_file": str(path)},
+    )

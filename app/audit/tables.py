@@ -140,6 +140,24 @@ class ApiToken(SQLModel, table=True):
     revoked_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
 
 
+class ModelVersionRecord(SQLModel, table=True):
+    """Each model package ever served: when it first and last started, what it was trained on and
+    how it performed, so that reports can say which version made which prediction and when it
+    changed."""
+
+    __tablename__ = "model_version"
+
+    id: int | None = Field(default=None, primary_key=True)
+    model: str = Field(max_length=128, index=True)
+    version: str = Field(max_length=64)
+    package_hash: str = Field(max_length=KEY_LENGTH, unique=True)
+    trained_at: str = Field(max_length=64)
+    first_started_at: datetime = Field(sa_type=UtcDateTime)
+    last_started_at: datetime = Field(sa_type=UtcDateTime)
+    fingerprint: str = Field(sa_type=Text, description="JSON: training data hash, counts, dates")
+    performance: str = Field(sa_type=Text, description="JSON: the model card's test performance")
+
+
 CHAINS: dict[str, type[Chained]] = {
     "prediction": PredictionRecord,
     "feedback": FeedbackRecord,

@@ -3,8 +3,8 @@ training uses (:mod:`fhir_mappers.labels`), for the encounters Bedside has predi
 
 Sources: a Bulk Data NDJSON folder (``Patient`` and ``Encounter`` files), or a FHIR server
 searched for Encounters since a date, then each of their patients read. Only labels that are
-defined by ``--as-of`` (the moment up to which the data is complete) are stored: a stay whose
-30-day window is still open gets none yet, and a later sync adds it.
+defined by ``--as-of`` (the moment up to which the data is complete) are stored: a stay neither
+readmitted yet nor 30 days past its discharge gets none yet, and a later sync adds it.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from app.audit.pseudonym import Pseudonymizer
 from app.audit.tables import PredictionRecord
 from app.outcomes.store import Outcome, OutcomeReceipt, OutcomeStore
 from fhir_mappers.fhir_client import FhirClient
+from fhir_mappers.fhirtime import parse_fhir_datetime
 from fhir_mappers.labels import (
     discharge_time,
     eligible_index_encounters,
@@ -46,7 +47,8 @@ def derive_outcomes(records: Iterable[PatientRecord], as_of: datetime) -> Iterat
     """30-day readmission and in-hospital mortality for every finished inpatient stay."""
     for record in records:
         patient = record.patient or {}
-        encounters = record.of_type("Encounter")
+        # What had begun by ``as_of``: a later admission must not decide a label "as of" then.
+        encounters = [e for e in record.of_type("Encounter") if _started_by(e, as_of)]
         for index in eligible_index_encounters(encounters, patient):
             discharged = discharge_time(index)
             if discharged is None or discharged > as_of or not index.get("id"):
@@ -59,6 +61,13 @@ def derive_outcomes(records: Iterable[PatientRecord], as_of: datetime) -> Iterat
             if mortality.value is not None:
                 observed = mortality.event_time or discharged
                 yield Outcome(mortality.name, mortality.value, observed, index["id"])
+
+
+def _started_by(encounter: dict[str, Any], as_of: datetime) -> bool:
+    """False only for an encounter whose start is known to lie after ``as_of``."""
+    period = encounter.get("period") or encounter.get("actualPeriod")
+    start = parse_fhir_datetime(period.get("start")) if isinstance(period, dict) else None
+    return start is None or start <= as_of
 
 
 def predicted_encounter_keys(engine: Engine) -> set[str]:
@@ -118,13 +127,7 @@ async def records_from_server(
             for _, resource in entries_of(bundle)
             if resource.get("resourceType") == "Encounter"
         ]
-        subjects = sorted(
-            {
-                reference.split("/", 1)[1]
-                for reference in (_subject(encounter) for encounter in encounters)
-                if reference and reference.startswith("Patient/")
-            }
-        )
+        subjects = sorted({patient for patient in map(_subject_patient_id, encounters) if patient})
         limit = asyncio.Semaphore(8)
 
         async def read(patient_id: str) -> dict[str, Any]:
@@ -136,10 +139,14 @@ async def records_from_server(
     return records_from_resources(items)
 
 
-def _subject(encounter: dict[str, Any]) -> str | None:
+def _subject_patient_id(encounter: dict[str, Any]) -> str | None:
+    """The Patient id of ``subject`` as ``Patient/123`` or an absolute URL ending so."""
     subject = encounter.get("subject")
     reference = subject.get("reference") if isinstance(subject, dict) else None
-    return reference if isinstance(reference, str) else None
+    if not isinstance(reference, str):
+        return None
+    parts = reference.rstrip("/").split("/")
+    return parts[-1] if len(parts) >= 2 and parts[-2] == "Patient" and parts[-1] else None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -20,6 +20,7 @@ from sqlalchemy import create_engine, inspect, select, text
 
 from app.access.tokens import create_token
 from app.audit.ledger import verify_chain
+from app.audit.models import model_versions
 from app.audit.pseudonym import Pseudonymizer
 from app.audit.tables import AccessRecord, FeedbackRecord, OutcomeRecord, PredictionRecord
 from app.store.database import make_engine
@@ -515,3 +516,24 @@ def test_no_raw_identifier_token_or_jwt_reaches_the_database_or_the_logs(
     ):
         assert secret not in stored, f"{secret!r} is in the database"
         assert secret not in logs, f"{secret!r} is in the logs"
+
+
+def test_each_served_model_version_is_recorded_with_its_first_and_latest_start(
+    run_bedside: RunBedside, trained_model: TrainedModel, engine: Any
+) -> None:
+    package = trained_model.package
+    retrained = dataclasses.replace(package, version="9.9.9", package_hash="f" * 64)
+    with run_bedside(packages=[package]):
+        pass
+    with run_bedside(packages=[package]):
+        pass
+    with run_bedside(packages=[retrained]):
+        pass
+    versions = {v.version: v for v in model_versions(engine, package.name)}
+    assert set(versions) == {package.version, "9.9.9"}
+    first = versions[package.version]
+    assert first.package_hash == package.package_hash
+    assert first.last_started_at > first.first_started_at
+    assert versions["9.9.9"].first_started_at == versions["9.9.9"].last_started_at
+    assert orjson.loads(first.fingerprint)["sha256"] == package.fingerprint["sha256"]
+    assert orjson.loads(first.performance)["auroc"] == package.card["performance"]["auroc"]

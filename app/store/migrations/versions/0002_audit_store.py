@@ -1,6 +1,6 @@
-"""The audit store: chained prediction, feedback, outcome and access-log tables, chain heads and
-API tokens. The explanation table is absorbed by ``prediction``; existing feedback rows are
-chained in their order of arrival.
+"""The audit store: chained prediction, feedback, outcome and access-log tables, chain heads,
+model versions and API tokens. The explanation table is absorbed by ``prediction``; existing
+feedback rows are chained in their order of arrival.
 
 Revision ID: 0002
 Revises: 0001
@@ -82,6 +82,21 @@ def upgrade() -> None:
         sa.UniqueConstraint("name"),
         sa.UniqueConstraint("token_hash"),
     )
+    op.create_table(
+        "model_version",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("model", sa.String(length=128), nullable=False),
+        sa.Column("version", sa.String(length=64), nullable=False),
+        _key("package_hash"),
+        sa.Column("trained_at", sa.String(length=64), nullable=False),
+        _when("first_started_at"),
+        _when("last_started_at"),
+        sa.Column("fingerprint", sa.Text(), nullable=False),
+        sa.Column("performance", sa.Text(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("package_hash"),
+    )
+    op.create_index("ix_model_version_model", "model_version", ["model"])
     op.drop_table("explanation")
     feedback_head = _rechain_feedback()
     op.bulk_insert(
