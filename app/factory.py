@@ -29,6 +29,7 @@ from app.models.package import ModelPackage, load_packages
 from app.models.service import registry_for
 from app.outcomes.router import router as outcomes_router
 from app.outcomes.store import OutcomeStore
+from app.reports.router import router as reports_router
 from app.settings import Settings
 from app.store.database import StoreUnavailable, create_tables, make_engine
 from app.store.replay import SqlReplayGuard
@@ -111,6 +112,7 @@ def create_app(
     app.include_router(cds_router)
     app.include_router(outcomes_router)
     app.include_router(audit_router)
+    app.include_router(reports_router)
     app.include_router(health_router)
     app.include_router(pages_router)
     _install_error_handlers(app)

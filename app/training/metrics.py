@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-Z95 = 1.959963984540054
-
-
-def wilson(successes: int, total: int) -> list[float] | None:
-    """[proportion, low, high] with the Wilson 95% interval; None when total is 0."""
-    if total == 0:
-        return None
-    p = successes / total
-    denominator = 1 + Z95**2 / total
-    centre = (p + Z95**2 / (2 * total)) / denominator
-    half = Z95 * math.sqrt(p * (1 - p) / total + Z95**2 / (4 * total**2)) / denominator
-    return [p, max(0.0, centre - half), min(1.0, centre + half)]
+from fairness.stats import hanley_mcneil, logistic_fit, logit, wilson
 
 
 def auroc_hanley_mcneil(y: np.ndarray, score: np.ndarray) -> dict[str, float] | None:
@@ -27,13 +15,7 @@ def auroc_hanley_mcneil(y: np.ndarray, score: np.ndarray) -> dict[str, float] | 
     positives, negatives = int(y.sum()), int(len(y) - y.sum())
     if positives == 0 or negatives == 0:
         return None
-    auc = float(roc_auc_score(y, score))
-    q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
-    variance = (
-        auc * (1 - auc) + (positives - 1) * (q1 - auc**2) + (negatives - 1) * (q2 - auc**2)
-    ) / (positives * negatives)
-    se = math.sqrt(max(variance, 0.0))
-    return {"value": auc, "low": max(0.0, auc - Z95 * se), "high": min(1.0, auc + Z95 * se)}
+    return hanley_mcneil(float(roc_auc_score(y, score)), positives, negatives)
 
 
 def auprc_bootstrap(
@@ -51,28 +33,6 @@ def auprc_bootstrap(
     low, high = np.percentile(values, [2.5, 97.5])
     value = float(average_precision_score(y, score))
     return {"value": value, "low": float(low), "high": float(high)}
-
-
-def logit(p: np.ndarray) -> np.ndarray:
-    clipped = np.clip(p, 1e-6, 1 - 1e-6)
-    return np.log(clipped / (1 - clipped))
-
-
-def logistic_fit(
-    x: np.ndarray, y: np.ndarray, offset: np.ndarray | None = None, iterations: int = 50
-) -> np.ndarray:
-    """Unpenalised logistic regression by Newton–Raphson; ``x`` includes the intercept column."""
-    beta = np.zeros(x.shape[1])
-    offset = np.zeros(len(y)) if offset is None else offset
-    for _ in range(iterations):
-        p = 1 / (1 + np.exp(-np.clip(x @ beta + offset, -35, 35)))
-        gradient = x.T @ (y - p)
-        hessian = (x * (p * (1 - p))[:, None]).T @ x
-        step = np.linalg.solve(hessian + 1e-9 * np.eye(x.shape[1]), gradient)
-        beta += step
-        if np.max(np.abs(step)) < 1e-10:
-            break
-    return beta
 
 
 def calibration(y: np.ndarray, p: np.ndarray) -> dict[str, float]:

@@ -22,9 +22,10 @@ import yaml
 
 from app.models import package as files
 from app.training.dataset import SUBGROUPS, Dataset, load_dataset
-from app.training.metrics import evaluate, logistic_fit
+from app.training.metrics import evaluate
 from app.training.model_card import model_card, model_card_markdown
 from app.training.reference import package_reference
+from fairness.stats import logistic_fit
 from fhir_mappers.baselines import HOSPITAL_HIGH_RISK, LACE_HIGH_RISK
 from fhir_mappers.spec import FeatureSpec, load_spec
 

@@ -1,0 +1,1 @@
+"""Reports for safety officers, aggregated in SQL from the audit store."""

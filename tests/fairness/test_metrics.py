@@ -1,0 +1,140 @@
+"""Metrics from aggregated counts agree with fairlearn and sklearn on the rows they summarise."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from fairlearn.metrics import (
+    MetricFrame,
+    false_negative_rate,
+    selection_rate,
+    true_positive_rate,
+)
+from sklearn.metrics import precision_score, roc_auc_score
+
+from app.training.metrics import calibration
+from fairness import columns as C
+from fairness.counts import BINS, Cell, GroupCounts, from_cells
+from fairness.metrics import auroc_from_histograms, calibration_slope, rates
+from fairness.report import ReportThresholds, fairness_report
+from fairness.stats import katz_ratio, wilson
+
+THRESHOLD = 0.3
+
+
+def sample(seed: int, n: int = 4000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    group = rng.choice(np.array(["a", "b", "c"]), n, p=[0.6, 0.3, 0.1])
+    p = 1 / (1 + np.exp(-(rng.normal(-1.2, 1.0, n) + (group == "b") * 0.4)))
+    y = (rng.random(n) < p).astype(int)
+    return group, p, y
+
+
+def bin_of(probability: np.ndarray) -> np.ndarray:
+    """The histogram bin of each risk, as the SQL query computes it."""
+    return np.clip(np.floor(probability * BINS).astype(int), 0, BINS - 1)
+
+
+def cells_of(group: np.ndarray, p: np.ndarray, y: np.ndarray | None) -> list[Cell]:
+    """What the SQL query returns, computed row-wise in numpy for the tests."""
+    bins = bin_of(p)
+    cells = []
+    events = np.full(len(p), -1) if y is None else y
+    for key in np.unique(group):
+        for b in np.unique(bins[group == key]):
+            for event in (-1, 0, 1):
+                where = (group == key) & (bins == b) & (events == event)
+                if where.any():
+                    cells.append(
+                        (
+                            (str(key),),
+                            int(b),
+                            None if event < 0 else event,
+                            int(where.sum()),
+                            int((p[where] >= THRESHOLD).sum()),
+                            float(p[where].sum()),
+                            float((p[where] ** 2).sum()),
+                        )
+                    )
+    return cells
+
+
+def by_key(groups: list[GroupCounts]) -> dict[str, GroupCounts]:
+    return {group.key[0]: group for group in groups}
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_rates_from_counts_equal_fairlearn_metric_frame(seed: int) -> None:
+    group, p, y = sample(seed)
+    flagged = (p >= THRESHOLD).astype(int)
+    frame = MetricFrame(
+        metrics={
+            C.FLAG_RATE: selection_rate,
+            C.TPR: true_positive_rate,
+            C.FNR: false_negative_rate,
+            C.PPV: precision_score,
+        },
+        y_true=y,
+        y_pred=flagged,
+        sensitive_features=group,
+    )
+    groups = by_key(from_cells(cells_of(group, p, y)))
+    for key, expected in frame.by_group.iterrows():
+        found = rates(groups[key])
+        for name in (C.FLAG_RATE, C.TPR, C.FNR, C.PPV):
+            numerator, denominator = found[name]
+            assert numerator / denominator == pytest.approx(expected[name], abs=1e-9)
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_auroc_and_calibration_slope_from_bins_match_the_row_level_values(seed: int) -> None:
+    group, p, y = sample(seed, 6000)
+    groups = by_key(from_cells(cells_of(group, p, y)))
+    for key, counts in groups.items():
+        rows = group == key
+        auroc = auroc_from_histograms(counts.positives, counts.negatives)
+        assert auroc is not None and auroc[1] < auroc[0] < auroc[2]
+        assert auroc[0] == pytest.approx(roc_auc_score(y[rows], p[rows]), abs=2e-3)
+        slope = calibration_slope(counts)
+        assert slope == pytest.approx(calibration(y[rows], p[rows])["slope"], abs=0.02)
+        assert counts.sum_squared_error / counts.labelled == pytest.approx(
+            calibration(y[rows], p[rows])["brier"], abs=1e-9
+        )
+
+
+def test_wilson_and_katz_intervals_contain_the_estimate_and_shrink_with_n() -> None:
+    widths, ratio_widths = [], []
+    for scale in (1, 10, 100):
+        p, low, high = wilson(30 * scale, 100 * scale)  # type: ignore[misc]
+        assert low < p < high
+        widths.append(high - low)
+        ratio, r_low, r_high = katz_ratio(30 * scale, 100 * scale, 40 * scale, 100 * scale)  # type: ignore[misc]
+        assert r_low < ratio < r_high
+        ratio_widths.append(r_high - r_low)
+    assert widths == sorted(widths, reverse=True)
+    assert ratio_widths == sorted(ratio_widths, reverse=True)
+
+
+def test_small_groups_are_suppressed_and_disparities_flagged() -> None:
+    group, p, y = sample(6)
+    group[:7] = "d"  # a group of 7
+    group[7:157] = "e"  # 150 predictions, about 40 events
+    p[group == "c"] *= 0.5  # c: flagged less often than a, the reference
+    report = fairness_report(from_cells(cells_of(group, p, y)), ["g"], ReportThresholds())
+    rows = {row["g"]: row for row in report["groups"]}
+    assert report["reference"] == {"g": "a"}
+    tiny = rows["d"]
+    assert all(value == C.SUPPRESSED for name, value in tiny.items() if name != "g")
+    assert rows["a"][C.TPR + C.RATIO] == 1.0 and rows["a"][C.REFERENCE] is True
+    assert rows["c"][C.FLAG_RATE + C.RATIO + C.FLAG] == "critical"
+    assert rows["c"][C.CALIBRATION_FLAG] == "critical"
+    assert rows["b"][C.CALIBRATION_FLAG] == "ok"
+    assert rows["e"][C.UNDERPOWERED] is True and rows["a"][C.UNDERPOWERED] is False
+
+
+def test_without_outcomes_flag_rate_and_mean_risk_remain() -> None:
+    group, p, _ = sample(7)
+    [row, *_] = fairness_report(from_cells(cells_of(group, p, None)), ["g"])["groups"]
+    assert row[C.FLAG_RATE] == pytest.approx(np.mean(p[group == "a"] >= THRESHOLD), abs=1e-12)
+    assert row[C.MEAN_PREDICTED] == pytest.approx(p[group == "a"].mean(), abs=1e-12)
+    assert row[C.TPR] is None and row[C.OBSERVED_EXPECTED] is None and row[C.AUROC] is None
