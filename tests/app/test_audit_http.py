@@ -175,7 +175,7 @@ def test_store_down_answers_503_and_readyz_fails_until_it_is_back(
     assert ready_during.status_code == 503
     assert ready_after.status_code == 200
     assert len(after.json()["cards"]) == 1
-    assert_two_intact_predictions(outage.url, after.json()["cards"][0]["uuid"])
+    assert_two_intact_predictions(database_url, after.json()["cards"][0]["uuid"])
 
 
 def assert_two_intact_predictions(database_url: str, last_card: str) -> None:
