@@ -31,7 +31,7 @@ from app.outcomes.router import router as outcomes_router
 from app.outcomes.store import OutcomeStore
 from app.reports.router import router as reports_router
 from app.settings import Settings
-from app.store.database import StoreUnavailable, create_tables, make_engine
+from app.store.database import StoreUnavailable, call_bound, create_tables, make_engine
 from app.store.replay import SqlReplayGuard
 from app.web.pages import router as pages_router
 from cds_hooks.auth.clients import TrustedClient, load_trusted_clients
@@ -178,7 +178,7 @@ def _authenticator(
     return JwtAuthenticator(
         clients,
         jwks,
-        SqlReplayGuard(engine),
+        SqlReplayGuard(engine, bound_seconds=call_bound(settings.audit_write_timeout_seconds)),
         leeway=settings.jwt_leeway_seconds,
         max_lifetime=settings.jwt_max_lifetime_seconds,
     )

@@ -206,6 +206,16 @@ class AcceptedSuggestion(SpecModel):
     id: NonEmptyStr
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(key) or _has_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    return False
+
+
 class FeedbackEntry(SpecModel):
     card: UUID
     outcome: Literal["accepted", "overridden"]
@@ -214,6 +224,14 @@ class FeedbackEntry(SpecModel):
     )
     override_reason: OverrideReason | None = Field(default=None, alias="overrideReason")
     outcome_timestamp: datetime = Field(alias="outcomeTimestamp")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul_characters(cls, data: Any) -> Any:
+        """Text with NUL characters cannot be stored (PostgreSQL refuses it): a 400, not a 503."""
+        if _has_nul(data):
+            raise ValueError("text must not contain NUL characters")
+        return data
 
     @field_validator("outcome_timestamp")
     @classmethod

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-import anyio
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.access.tokens import Principal, principal_for
+from app.store.database import call_bound, run_bounded
 from cds_hooks.errors import ProtocolError
 
 bearer = HTTPBearer(auto_error=False, description="an API token from `bedside token create`")
@@ -24,8 +24,9 @@ def require_roles(*roles: str) -> Callable[..., Awaitable[Principal]]:
     ) -> Principal:
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise ProtocolError.single(401, "an API token is required", code="login")
-        found = await anyio.to_thread.run_sync(
-            principal_for, request.app.state.engine, credentials.credentials
+        bound = call_bound(request.app.state.settings.audit_write_timeout_seconds)
+        found = await run_bounded(
+            bound, principal_for, request.app.state.engine, credentials.credentials
         )
         if found is None:
             raise ProtocolError.single(401, "the API token is unknown or revoked", code="login")

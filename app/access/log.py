@@ -6,12 +6,12 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import anyio
 import orjson
 from sqlalchemy.engine import Engine
 
 from app.access.tokens import Principal
 from app.audit.ledger import locked_chain
+from app.store.database import call_bound, run_bounded
 
 
 def access_row(principal: Principal, action: str, parameters: Mapping[str, Any]) -> dict[str, Any]:
@@ -44,6 +44,12 @@ class AccessLog:
     async def record(
         self, principal: Principal, action: str, parameters: Mapping[str, Any]
     ) -> None:
-        await anyio.to_thread.run_sync(
-            record_access_sync, self.engine, principal, action, parameters, self.timeout
+        await run_bounded(
+            call_bound(self.timeout),
+            record_access_sync,
+            self.engine,
+            principal,
+            action,
+            parameters,
+            self.timeout,
         )

@@ -18,7 +18,8 @@ GENESIS = "0" * 64
 
 
 def canonical(content: Mapping[str, Any]) -> bytes:
-    """Deterministic JSON: sorted keys, UTC ISO timestamps, no NaN (written as null)."""
+    """Deterministic JSON: sorted keys, UTC ISO timestamps, no NaN (written as null), and -0.0
+    written as 0.0 (SQLite reads it back so)."""
     return orjson.dumps(_plain(content), option=orjson.OPT_SORT_KEYS)
 
 
@@ -33,8 +34,10 @@ def _plain(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, UUID):
         return str(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return None
+        return value + 0.0  # -0.0 + 0.0 is 0.0
     return value
 
 

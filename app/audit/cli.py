@@ -13,6 +13,8 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy.engine import Engine
+
 from app.access.log import record_access_sync
 from app.access.tokens import Principal
 from app.audit.export import export_tables, write_export
@@ -62,7 +64,14 @@ def run(args: argparse.Namespace) -> int:
         engine.dispose()
 
 
-def _verify(args: argparse.Namespace, settings: Settings, engine) -> int:  # type: ignore[no-untyped-def]
+def _verify(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
+    record_access_sync(
+        engine,
+        cli_principal(),
+        "audit verify",
+        {"chain": args.chain},
+        settings.audit_write_timeout_seconds,
+    )
     failed = False
     for name in [args.chain] if args.chain else CHAINS:
         report = verify_chain(engine, name)
@@ -74,22 +83,18 @@ def _verify(args: argparse.Namespace, settings: Settings, engine) -> int:  # typ
         else:
             failed = True
             print(f"{name}: BROKEN at record {report.broken.sequence}: {report.broken.reason}")
-    record_access_sync(
-        engine,
-        cli_principal(),
-        "audit verify",
-        {"chain": args.chain},
-        settings.audit_write_timeout_seconds,
-    )
     return 1 if failed else 0
 
 
-def _head(args: argparse.Namespace, settings: Settings, engine) -> int:  # type: ignore[no-untyped-def]
+def _head(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
+    record_access_sync(
+        engine, cli_principal(), "audit head", {}, settings.audit_write_timeout_seconds
+    )
     print(json.dumps([head.as_dict() for head in heads(engine)], indent=2))
     return 0
 
 
-def _export(args: argparse.Namespace, settings: Settings, engine) -> int:  # type: ignore[no-untyped-def]
+def _export(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
     parameters = {
         "format": args.format,
         "model": args.model,
@@ -109,7 +114,7 @@ def _export(args: argparse.Namespace, settings: Settings, engine) -> int:  # typ
     return 0
 
 
-def _purge(args: argparse.Namespace, settings: Settings, engine) -> int:  # type: ignore[no-untyped-def]
+def _purge(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
     cutoff = args.before
     if cutoff is None:
         if settings.audit_retention_days is None:

@@ -12,13 +12,13 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-import anyio
 import orjson
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from app.audit.ledger import locked_chain
 from app.audit.tables import FeedbackRecord, PredictionRecord
+from app.store.database import call_bound, run_bounded
 from cds_hooks.auth.identity import ClientIdentity
 from cds_hooks.feedback import FeedbackReceipt
 from cds_hooks.models import FeedbackEntry
@@ -68,7 +68,7 @@ class SqlFeedbackStore:
         self, service_id: str, entries: list[FeedbackEntry], client: ClientIdentity
     ) -> FeedbackReceipt:
         rows = [feedback_row(service_id, entry, client) for entry in entries]
-        return await anyio.to_thread.run_sync(self._append, rows)
+        return await run_bounded(call_bound(self._timeout), self._append, rows)
 
     def _append(self, rows: list[dict[str, Any]]) -> FeedbackReceipt:
         with locked_chain(self._engine, "feedback", self._timeout) as chain:

@@ -173,7 +173,7 @@ def verify_chain(engine: Engine, name: str, batch: int = 2000) -> ChainReport:
     """Re-hash ``name``'s records in sequence order, from its base up to the recorded head."""
     table = table_of(name)
     columns = content_columns(table)
-    with engine.connect() as connection:
+    with _snapshot(engine) as connection:
         head = _head(connection, name)
         result = connection.execution_options(yield_per=batch).execute(
             select(table).order_by(table.c.sequence)
@@ -188,6 +188,25 @@ def verify_chain(engine: Engine, name: str, batch: int = 2000) -> ChainReport:
         if broken is None:
             broken = _tail_check(head, counted)
     return ChainReport(head, counted.count, broken)
+
+
+@contextmanager
+def _snapshot(engine: Engine) -> Iterator[Connection]:
+    """A read transaction that sees one state: the head and the records agree."""
+    if engine.dialect.name == "postgresql":
+        with (
+            engine.connect() as connection,
+            connection.execution_options(isolation_level="REPEATABLE READ").begin(),
+        ):
+            yield connection
+        return
+    with engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            connection.exec_driver_sql("BEGIN")  # deferred: the first read fixes the snapshot
+        try:
+            yield connection
+        finally:
+            connection.rollback()
 
 
 class _Counter:

@@ -18,16 +18,24 @@ from prometheus_client import Counter
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from app.audit.ledger import AuditUnavailable, locked_chain, probe_writable
+from app.audit.ledger import locked_chain, probe_writable
 from app.audit.pseudonym import Pseudonymizer
 from app.audit.tables import PredictionRecord
 from app.models.package import ModelPackage
 from app.models.predictor import Prediction
+from app.store.database import StoreUnavailable, call_bound, run_bounded
 from cds_hooks.registry import HookCall
 from fhir_mappers.row import FeatureRow
 
 log = logging.getLogger(__name__)
 RESOURCE_KEY_CHARS = 32  # 128 bits of HMAC per source-resource pseudonym
+# Subgroup columns and their widths: free text (a race given as text) is cut to fit.
+ATTRIBUTE_WIDTHS = {"sex": 64, "age_band": 16, "race": 128, "ethnicity": 128, "language": 64}
+
+
+def _fit(value: str | None, name: str) -> str:
+    text = (value or "unknown").replace("\x00", "")
+    return text[: ATTRIBUTE_WIDTHS[name]] or "unknown"
 
 
 @dataclass(frozen=True)
@@ -78,7 +86,7 @@ def prediction_row(
         {**note.to_dict(), "resource": pseudonymous_reference(pseudonyms, note.resource)}
         for note in features.notes
     ]
-    attributes = features.attributes
+    attributes = {name: _fit(features.attributes.get(name), name) for name in ATTRIBUTE_WIDTHS}
     return {
         "created_at": datetime.now(UTC),
         "card_uuid": card_uuid,
@@ -109,11 +117,7 @@ def prediction_row(
                 for d in prediction.drivers
             ]
         ),
-        "sex": attributes.get("sex", "unknown"),
-        "age_band": attributes.get("age_band", "unknown"),
-        "race": attributes.get("race", "unknown"),
-        "ethnicity": attributes.get("ethnicity", "unknown"),
-        "language": attributes.get("language", "unknown"),
+        **attributes,
         "map_ms": timings.map_ms,
         "score_ms": timings.score_ms,
         "total_ms": timings.total_ms,
@@ -136,10 +140,14 @@ class PredictionAudit:
         self._failures = failures
 
     async def record(self, row: dict[str, Any]) -> None:
-        """Commit ``row`` to the chain; raises :class:`AuditUnavailable` when it cannot."""
+        """Commit ``row`` to the chain; raises :class:`StoreUnavailable` when it cannot in time.
+
+        A write abandoned at the time limit may still commit afterwards: then a prediction is on
+        record whose card was not returned, never the reverse.
+        """
         try:
-            await anyio.to_thread.run_sync(self._append, row)
-        except AuditUnavailable as error:
+            await run_bounded(call_bound(self.timeout), self._append, row)
+        except StoreUnavailable as error:
             if self._failures is not None:
                 self._failures.inc()
             # The cause is not logged: its SQL parameters are the record itself.
@@ -160,7 +168,7 @@ class PredictionAudit:
         )
 
     async def get(self, card_uuid: UUID) -> PredictionRecord | None:
-        return await anyio.to_thread.run_sync(self._get, card_uuid)
+        return await run_bounded(call_bound(self.timeout), self._get, card_uuid)
 
     def _get(self, card_uuid: UUID) -> PredictionRecord | None:
         with Session(self.engine) as session:

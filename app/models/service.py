@@ -14,11 +14,11 @@ from uuid import uuid4
 
 import anyio
 
-from app.audit.ledger import AuditUnavailable
 from app.audit.predictions import PredictionAudit, Timings, prediction_row
 from app.models.card import risk_card
 from app.models.package import ModelPackage
 from app.models.predictor import Prediction, Predictor
+from app.store.database import StoreUnavailable
 from cds_hooks.errors import ProtocolError
 from cds_hooks.models import HookResponse
 from cds_hooks.registry import CdsService, HookCall, ServiceRegistry
@@ -87,7 +87,7 @@ class PackageService:
         )
         try:
             await self.audit.record(row)
-        except AuditUnavailable:
+        except StoreUnavailable:
             return HookResponse()
         if not shown:
             return HookResponse()

@@ -17,6 +17,8 @@ from cds_hooks.responses import JsonResponse
 from cds_hooks.router import json_body
 
 router = APIRouter(tags=["Outcomes"])
+# A FHIR id is 1-64 of [A-Za-z0-9.-]; anything else refers to no encounter.
+ENCOUNTER_REFERENCE = r"^(?:(?:https?://[^\s/]+(?:/[^\s/]+)*/)?Encounter/)?[A-Za-z0-9.\-]{1,64}$"
 EARLIEST = datetime(1800, 1, 1).astimezone()
 LATEST = datetime(2200, 1, 1).astimezone()
 
@@ -26,7 +28,11 @@ class OutcomeIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    encounter: str | None = Field(default=None, min_length=1, max_length=256)
+    encounter: str | None = Field(
+        default=None,
+        pattern=ENCOUNTER_REFERENCE,
+        description="Encounter/<id>, a bare <id>, or an absolute URL ending in Encounter/<id>",
+    )
     prediction: UUID | None = Field(default=None, description="the card uuid")
     label: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$", examples=["readmission_30d"])
     value: float = Field(allow_inf_nan=False)

@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-import anyio
 import orjson
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
@@ -21,6 +20,7 @@ from sqlalchemy.engine import Engine
 from app.audit.ledger import locked_chain
 from app.audit.pseudonym import Pseudonymizer
 from app.audit.tables import OutcomeRecord
+from app.store.database import call_bound, run_bounded
 
 
 @dataclass(frozen=True)
@@ -40,10 +40,7 @@ class OutcomeReceipt:
 
 def encounter_id_of(reference: str) -> str:
     """``Encounter/123``, an absolute URL ending so, or a bare ``123`` → ``123``."""
-    parts = [part for part in reference.strip().split("/") if part]
-    if len(parts) >= 2 and parts[-2] == "Encounter":
-        return parts[-1]
-    return parts[-1] if parts else ""
+    return reference.rsplit("/", 1)[-1]
 
 
 def outcome_row(outcome: Outcome, source: str, pseudonyms: Pseudonymizer) -> dict[str, Any]:
@@ -81,7 +78,7 @@ class OutcomeStore:
         self.timeout = timeout_seconds
 
     async def store(self, outcomes: list[Outcome], source: str) -> OutcomeReceipt:
-        return await anyio.to_thread.run_sync(self.store_sync, outcomes, source)
+        return await run_bounded(call_bound(self.timeout), self.store_sync, outcomes, source)
 
     def store_sync(self, outcomes: list[Outcome], source: str) -> OutcomeReceipt:
         rows = [outcome_row(outcome, source, self.pseudonyms) for outcome in outcomes]

@@ -3,21 +3,50 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
+import anyio
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import create_engine
 
 # Bounds a connection attempt, so that a database that does not answer cannot hang a CDS call.
 CONNECT_TIMEOUT_SECONDS = 5
+# libpq: drop a connection whose sent data goes unacknowledged this long (a frozen server).
+TCP_USER_TIMEOUT_MS = 10_000
+Result = TypeVar("Result")
+
+
+def call_bound(write_timeout_seconds: float) -> float:
+    """How long a request waits for the database in all: twice the lock wait (connecting,
+    writing and committing included)."""
+    return 2 * write_timeout_seconds
 
 
 class StoreUnavailable(RuntimeError):
-    """The database could not take a write in time (down, locked or too slow): answer 503."""
+    """The database could not answer in time (down, locked, frozen or too slow): answer 503."""
+
+
+async def run_bounded(seconds: float, function: Callable[..., Result], *args: Any) -> Result:
+    """Run a blocking database call in a worker thread, giving up after ``seconds``.
+
+    A database that stops answering (no refusal, no reset) would otherwise hold the caller for
+    as long as the operating system keeps the connection: the call is abandoned instead (its
+    thread finishes or fails on its own) and :class:`StoreUnavailable` raised. Any other
+    database error is raised as :class:`StoreUnavailable` too.
+    """
+    try:
+        with anyio.fail_after(seconds):
+            return await anyio.to_thread.run_sync(function, *args, abandon_on_cancel=True)
+    except TimeoutError:
+        raise StoreUnavailable(f"the database did not answer within {seconds:g} s") from None
+    except SQLAlchemyError as error:
+        raise StoreUnavailable(f"database error: {type(error).__name__}") from error
 
 
 def make_engine(database_url: str) -> Engine:
@@ -32,8 +61,13 @@ def make_engine(database_url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     connect_args: dict[str, Any] = {}
-    if url.get_backend_name() == "postgresql" and "connect_timeout" not in url.query:
-        connect_args["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
+    if url.get_backend_name() == "postgresql":
+        connect_args.setdefault("connect_timeout", CONNECT_TIMEOUT_SECONDS)
+        connect_args.update(keepalives=1, keepalives_idle=10, keepalives_interval=5)
+        connect_args["tcp_user_timeout"] = TCP_USER_TIMEOUT_MS
+        for name in list(connect_args):
+            if name in url.query:
+                del connect_args[name]
     return create_engine(
         url, pool_pre_ping=True, pool_size=10, max_overflow=10, connect_args=connect_args
     )

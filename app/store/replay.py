@@ -6,13 +6,12 @@ import hashlib
 import time
 from datetime import UTC, datetime
 
-import anyio
 from sqlalchemy import delete
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import Field, Session, SQLModel
 
-from app.store.database import StoreUnavailable
+from app.store.database import StoreUnavailable, run_bounded
 from app.store.timestamps import UtcDateTime
 
 
@@ -28,13 +27,16 @@ class SeenToken(SQLModel, table=True):
 class SqlReplayGuard:
     """``first_use`` inserts the token hash; the primary key makes a replay fail atomically."""
 
-    def __init__(self, engine: Engine, purge_every_seconds: float = 60.0) -> None:
+    def __init__(
+        self, engine: Engine, purge_every_seconds: float = 60.0, bound_seconds: float = 4.0
+    ) -> None:
         self._engine = engine
+        self._bound = bound_seconds
         self._purge_every = purge_every_seconds
         self._last_purge = 0.0
 
     async def first_use(self, iss: str, jti: str, expires_at: datetime) -> bool:
-        return await anyio.to_thread.run_sync(self._first_use, iss, jti, expires_at)
+        return await run_bounded(self._bound, self._first_use, iss, jti, expires_at)
 
     def _first_use(self, iss: str, jti: str, expires_at: datetime) -> bool:
         token_hash = hashlib.sha256(f"{iss}\x00{jti}".encode()).hexdigest()

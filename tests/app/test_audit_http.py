@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,19 +18,24 @@ from typing import Any
 import orjson
 import pytest
 from sqlalchemy import create_engine, inspect, select, text
+from sqlalchemy.engine import make_url
 
 from app.access.tokens import create_token
-from app.audit.ledger import verify_chain
+from app.audit.ledger import locked_chain, verify_chain
 from app.audit.models import model_versions
 from app.audit.pseudonym import Pseudonymizer
 from app.audit.tables import AccessRecord, FeedbackRecord, OutcomeRecord, PredictionRecord
+from app.factory import BUNDLED_MODELS
+from app.models.package import load_package
+from app.outcomes.store import Outcome, OutcomeStore
 from app.store.database import make_engine
 from app.store.migrate import upgrade
 from tests.app.conftest import TrainedModel
 from tests.conftest import TEST_AUDIT_KEY
+from tests.support.bedside_process import record_for
 from tests.support.cds_client import CdsTestClient
 from tests.support.hook_requests import hook_request
-from tests.support.outage import AuditStoreOutage
+from tests.support.outage import AuditStoreOutage, TcpRelay
 
 pytestmark = pytest.mark.timeout(600)  # the first test pays for the session's trained model
 DISCHARGE = "readmission-30d-encounter-discharge"
@@ -537,3 +543,150 @@ def test_each_served_model_version_is_recorded_with_its_first_and_latest_start(
     assert versions["9.9.9"].first_started_at == versions["9.9.9"].last_started_at
     assert orjson.loads(first.fingerprint)["sha256"] == package.fingerprint["sha256"]
     assert orjson.loads(first.performance)["auroc"] == package.card["performance"]["auroc"]
+
+
+# --- review regressions ----------------------------------------------------------------------
+
+
+def test_a_frozen_database_costs_a_bounded_wait_not_a_hang(
+    run_bedside: RunBedside, trained_model: TrainedModel, stays_by_risk: list, database_url: str
+) -> None:
+    """PostgreSQL stops answering without refusing (a partition): the call gives up in time."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("a frozen network peer needs a server database")
+    _, record, encounter = stays_by_risk[-1]
+    url = make_url(database_url)
+    relay = TcpRelay(url.host or "127.0.0.1", url.port or 5432)
+    relay.start()
+    relayed = url.set(host="127.0.0.1", port=relay.port).render_as_string(False)
+    try:
+        with run_bedside(
+            packages=[trained_model.package], database_url=relayed, insecure_dev_auth=True
+        ) as client:
+            warm = client.call(DISCHARGE, hook_request("encounter-discharge", record, encounter))
+            relay.frozen.set()
+            started = time.monotonic()
+            frozen = client.call(DISCHARGE, hook_request("encounter-discharge", record, encounter))
+            elapsed = time.monotonic() - started
+            relay.frozen.clear()
+    finally:
+        relay.stop()
+    assert len(warm.json()["cards"]) == 1
+    assert frozen.status_code == 200 and frozen.json() == {"cards": []}
+    assert elapsed < 8, f"waited {elapsed:.1f} s for a frozen database"
+
+
+def test_negative_zero_outcome_keeps_the_chain_verifiable(engine: Any) -> None:
+    store = OutcomeStore(engine, Pseudonymizer(TEST_AUDIT_KEY.encode()), 2.0)
+    outcome = Outcome("readmission_30d", -0.0, datetime(2026, 11, 30, tzinfo=UTC), "e-1")
+    assert store.store_sync([outcome], "api:test").stored == 1
+    assert verify_chain(engine, "outcome").broken is None
+
+
+def test_verify_while_records_are_appended_never_reports_a_false_break(engine: Any) -> None:
+    stop = threading.Event()
+
+    def keep_appending() -> None:
+        index = 0
+        while not stop.is_set():
+            with locked_chain(engine, "prediction", 5.0) as chain:
+                chain.append(record_for("prediction", 1, index))
+            index += 1
+
+    writer = threading.Thread(target=keep_appending, daemon=True)
+    writer.start()
+    try:
+        reports = [verify_chain(engine, "prediction") for _ in range(40)]
+    finally:
+        stop.set()
+        writer.join(timeout=10)
+    assert all(report.broken is None for report in reports)
+    assert reports[-1].records > reports[0].records  # the writer really wrote meanwhile
+
+
+@pytest.mark.parametrize(
+    "reference", ["/", "   ", "Patient/123", "Encounter/", "Encounter/a b", "x" * 65]
+)
+def test_an_outcome_reference_that_names_no_encounter_is_refused(
+    run_bedside: RunBedside, engine: Any, reference: str
+) -> None:
+    ingest = create_token(engine, "lab-feed", "ingest")
+    entry = {
+        "encounter": reference,
+        "label": "readmission_30d",
+        "value": 1,
+        "observedAt": "2026-11-30T10:00:00Z",
+    }
+    with run_bedside() as client:
+        response = client.http.post(
+            f"{client.base_url}/outcomes", json={"outcomes": [entry]}, headers=bearer(ingest)
+        )
+    assert response.status_code == 400
+    assert response.json()["issue"][0]["expression"] == ["outcomes[0].encounter"]
+    assert rows(engine, OutcomeRecord) == []
+
+
+def test_feedback_text_with_a_nul_character_is_refused_per_entry(
+    bedside: CdsTestClient, engine: Any
+) -> None:
+    bad = feedback_entry(str(uuid.uuid4()), "overridden")
+    bad["overrideReason"]["userComment"] = "before\x00after"
+    good = feedback_entry(str(uuid.uuid4()))
+    response = bedside.feedback("test-discharge", {"feedback": [bad, good]})
+    assert response.status_code == 200
+    assert response.json()["issue"][0]["diagnostics"].startswith("stored 1 of 2")
+    assert [str(r["card_uuid"]) for r in rows(engine, FeedbackRecord)] == [good["card"]]
+
+
+def test_free_text_attributes_longer_than_their_column_are_cut_not_fatal(
+    run_bedside: RunBedside, engine: Any
+) -> None:
+    body = scan_request()
+    body.pop("fhirServer")
+    body.pop("fhirAuthorization")
+    body["prefetch"]["patient"]["extension"] = [
+        {
+            "url": "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race",
+            "extension": [{"url": "text", "valueString": "R" * 300}],
+        }
+    ]
+    with run_bedside(
+        packages=[load_package(BUNDLED_MODELS / "readmission-30d")], insecure_dev_auth=True
+    ) as client:
+        response = client.call(DISCHARGE, body)
+    assert len(response.json()["cards"]) == 1
+    [row] = rows(engine, PredictionRecord)
+    assert row["race"] == "R" * 128
+
+
+def test_token_endpoints_answer_503_not_500_while_the_store_is_down(
+    run_bedside: RunBedside, engine: Any, database_url: str, tmp_path: Path
+) -> None:
+    ingest = create_token(engine, "lab-feed", "ingest")
+    officer = create_token(engine, "safety-1", "safety_officer")
+    entry = {
+        "encounter": "e-1",
+        "label": "readmission_30d",
+        "value": 1,
+        "observedAt": "2026-11-30T10:00:00Z",
+    }
+    with (
+        AuditStoreOutage(database_url, tmp_path) as outage,
+        run_bedside(database_url=outage.url) as client,
+    ):
+        outage.cut()
+        posted = client.http.post(
+            f"{client.base_url}/outcomes", json={"outcomes": [entry]}, headers=bearer(ingest)
+        )
+        head = client.http.get(f"{client.base_url}/audit/head", headers=bearer(officer))
+        explanation = client.http.get(f"{client.base_url}/explanations/{uuid.uuid4()}")
+        outage.restore()
+        after = client.http.post(
+            f"{client.base_url}/outcomes", json={"outcomes": [entry]}, headers=bearer(ingest)
+        )
+    assert (posted.status_code, head.status_code) == (503, 503)
+    assert posted.json()["issue"][0]["code"] == "transient"
+    # SQLite: reads still work under a writer's lock (an unknown card is 404); PostgreSQL: 503
+    assert explanation.status_code in ((404,) if database_url.startswith("sqlite") else (503,))
+    assert after.status_code == 200
+    assert len(rows(engine, OutcomeRecord)) == 1

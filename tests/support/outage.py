@@ -6,6 +6,7 @@ import contextlib
 import socket
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,11 +23,13 @@ def close_socket(sock: socket.socket) -> None:
 
 
 class TcpRelay:
-    """A loopback relay to a TCP server that a test can cut (refusing and dropping) and restore."""
+    """A loopback relay to a TCP server that a test can cut (refusing and dropping) and restore,
+    or freeze (connections stay open, nothing is answered: a partition or a stopped VM)."""
 
     def __init__(self, host: str, port: int) -> None:
         self.target = (host, port)
         self.port = free_port()
+        self.frozen = threading.Event()
         self._listener: socket.socket | None = None
         self._acceptor: threading.Thread | None = None
         self._sockets: list[socket.socket] = []
@@ -74,10 +77,13 @@ class TcpRelay:
                 spawn(self._pump, upstream, client),
             ]
 
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         with contextlib.suppress(OSError):
             while data := source.recv(65536):
+                while self.frozen.is_set() and self._listener is not None:
+                    time.sleep(0.05)  # hold the bytes while frozen (until thawed or stopped)
+                if self._listener is None:
+                    return
                 sink.sendall(data)
             sink.shutdown(socket.SHUT_WR)
 
