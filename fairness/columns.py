@@ -28,3 +28,27 @@ FLAG = "_flag"
 
 SUPPRESSED = "suppressed"
 DISPARITY_METRICS = (TPR, FNR, PPV, FLAG_RATE)
+
+# the human–computer agreement report
+CARDS = "cards"
+HIGH_RISK = "high_risk_cards"
+ACCEPTED = "accepted"
+OVERRIDDEN = "overridden"
+NO_RESPONSE = "no_response"
+COMMENTS = "comments"
+RESPONSE_RATE = "response_rate"
+OVERRIDE_RATE = "override_rate"
+RAW_AGREEMENT = "raw_agreement"
+POSITIVE_AGREEMENT = "positive_agreement"
+NEGATIVE_AGREEMENT = "negative_agreement"
+KAPPA = "kappa"
+SE = "_se"
+HOURS_MEDIAN = "hours_to_response_median"
+HOURS_P90 = "hours_to_response_p90"
+OVERRIDDEN_HIGH = "overridden_high"  # reliance cells: <cell>_labelled, _events, _event_rate
+ACCEPTED_HIGH = "accepted_high"
+ACCEPTED_OTHER = "accepted_other"
+LABELLED_SUFFIX = "_labelled"
+EVENTS_SUFFIX = "_events"
+EVENT_RATE_SUFFIX = "_event_rate"
+REASON_COUNT = "count"

@@ -67,3 +67,40 @@ def logistic_fit(
         if np.max(np.abs(step)) < 1e-10:
             break
     return beta
+
+
+def cohen_kappa(table: np.ndarray) -> dict[str, float] | None:
+    """Cohen's kappa of a k×k table (rows: rater one, columns: rater two) with the
+    Fleiss–Cohen–Everitt (1969) large-sample standard error and its 95% interval; None when the
+    table is empty or chance agreement is 1."""
+    counts = np.asarray(table, dtype=float)
+    n = counts.sum()
+    if n == 0:
+        return None
+    p = counts / n
+    rows, cols = p.sum(axis=1), p.sum(axis=0)
+    observed, chance = float(np.trace(p)), float(rows @ cols)
+    if chance >= 1:
+        return None
+    kappa = (observed - chance) / (1 - chance)
+    diagonal = float((np.diag(p) * (1 - (rows + cols) * (1 - kappa)) ** 2).sum())
+    off = p * (1 - np.eye(len(p)))
+    spread = (1 - kappa) ** 2 * float((off * (cols[:, None] + rows[None, :]) ** 2).sum())
+    variance = (diagonal + spread - (kappa - chance * (1 - kappa)) ** 2) / (n * (1 - chance) ** 2)
+    se = math.sqrt(max(variance, 0.0))
+    return {"value": kappa, "se": se, "low": kappa - Z95 * se, "high": kappa + Z95 * se}
+
+
+def histogram_quantile(buckets: dict[int, int], q: float) -> float | None:
+    """The ``q`` quantile of values counted in unit buckets [b, b + 1), interpolated linearly
+    within its bucket; None when nothing is counted."""
+    total = sum(buckets.values())
+    if total == 0:
+        return None
+    target, below = q * total, 0
+    for bucket in sorted(buckets):
+        count = buckets[bucket]
+        if below + count >= target:
+            return bucket + (target - below) / count
+        below += count
+    return float(max(buckets) + 1)

@@ -3,6 +3,8 @@
 Predictions get cohort attributes in realistic proportions and a true risk; the predicted risk is
 the true risk except for a planted miscalibration (risk × factor for one attribute value), and
 each prediction's outcome is drawn from its true risk and sent to the outcome chain by card uuid.
+With an :class:`Overriding`, clinicians answer shown cards with a planted override rate for one
+attribute value, reasons from the card's list, comments, delays and some changed answers.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 from sqlalchemy.engine import Engine
 
 from app.audit.ledger import locked_chain
+from app.models.card import OVERRIDE_REASONS
 from app.reports.queries import DEFAULT_LABEL
 
 SEXES = (("female", 0.52), ("male", 0.4797), ("other", 0.0003))
@@ -46,6 +49,23 @@ class Miscalibration:
 
 
 @dataclass(frozen=True)
+class Overriding:
+    """Clinicians answer ``response_share`` of shown cards and override ``rate`` of the answered
+    (``planted_rate`` where ``column`` is ``value``; no column: nowhere), after a log-normal delay;
+    ``comment_share`` of answers carry a free-text comment and ``resend_share`` follow an earlier,
+    opposite answer (the later one wins)."""
+
+    rate: float = 0.2
+    column: str | None = None
+    value: str | None = None
+    planted_rate: float = 0.6
+    response_share: float = 0.85
+    comment_share: float = 0.1
+    resend_share: float = 0.05
+    median_delay_hours: float = 2.0
+
+
+@dataclass(frozen=True)
 class SeedConfig:
     predictions: int = 10_000
     seed: int = 0
@@ -57,6 +77,7 @@ class SeedConfig:
     bands: tuple[tuple[str, float], ...] = (("low", 0.0), ("moderate", 0.114), ("high", 0.237))
     miscalibration: Miscalibration | None = None
     outcome_share: float = 1.0  # predictions whose outcome is sent
+    overriding: Overriding | None = None  # None: no feedback
 
 
 def _draw(rng: np.random.Generator, choices: tuple[tuple[str, float], ...], n: int) -> np.ndarray:
@@ -90,6 +111,25 @@ def draw_cohort(config: SeedConfig) -> dict[str, np.ndarray]:
     cohort["offset"] = np.sort(rng.random(n)) * config.days * 86_400
     cohort["uuid"] = rng.integers(0, 2**63, (n, 2), dtype=np.int64)
     return cohort
+
+
+def draw_feedback(config: SeedConfig, cohort: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Whether, how, why and when clinicians answer each card (from its own random stream, so the
+    cohort is the same with or without feedback)."""
+    behaviour = config.overriding or Overriding()
+    rng = np.random.default_rng([config.seed, 1])
+    n = config.predictions
+    rate = np.full(n, behaviour.rate)
+    if behaviour.column is not None:
+        rate[cohort[behaviour.column] == behaviour.value] = behaviour.planted_rate
+    return {
+        "responds": rng.random(n) < behaviour.response_share,
+        "overridden": rng.random(n) < rate,
+        "reason": rng.integers(0, len(OVERRIDE_REASONS), n),
+        "comment": rng.random(n) < behaviour.comment_share,
+        "resend": rng.random(n) < behaviour.resend_share,
+        "delay_hours": rng.lognormal(np.log(behaviour.median_delay_hours), 1.0, n),
+    }
 
 
 def _band(bands: tuple[tuple[str, float], ...], probability: float) -> str:
@@ -154,9 +194,45 @@ def _outcome(config: SeedConfig, prediction: dict[str, Any], value: float) -> di
     }
 
 
+def _feedback(
+    prediction: dict[str, Any], answers: dict[str, np.ndarray], i: int, final: bool
+) -> dict[str, Any]:
+    overridden = bool(answers["overridden"][i]) == final
+    hours = float(answers["delay_hours"][i]) * (1.0 if final else 0.5)
+    answered = prediction["created_at"] + timedelta(hours=hours)
+    reason = OVERRIDE_REASONS[int(answers["reason"][i])] if overridden else None
+    comment = f"seed comment {i}: may name the patient" if answers["comment"][i] else None
+    return {
+        "dedupe_key": _key("feedback", prediction["card_uuid"], final),
+        "service_id": prediction["service_id"],
+        "card_uuid": prediction["card_uuid"],
+        "outcome": "overridden" if overridden else "accepted",
+        "override_system": reason.system if reason else None,
+        "override_code": reason.code if reason else None,
+        "override_display": reason.display if reason else None,
+        "user_comment": comment if final else None,
+        "accepted_suggestions": "[]",
+        "outcome_timestamp": answered,
+        "received_at": answered,
+        "client_iss": prediction["client_iss"],
+    }
+
+
+def _answers(
+    batch: list[dict[str, Any]], indices: range, answers: dict[str, np.ndarray]
+) -> Iterator[dict[str, Any]]:
+    for i, row in zip(indices, batch, strict=True):
+        if row["card_shown"] and answers["responds"][i]:
+            if answers["resend"][i]:
+                yield _feedback(row, answers, i, final=False)
+            yield _feedback(row, answers, i, final=True)
+
+
 def seed_store(engine: Engine, config: SeedConfig, timeout_seconds: float = 30.0) -> int:
-    """Append ``config.predictions`` predictions (and their outcomes); the number written."""
+    """Append ``config.predictions`` predictions (their outcomes and, with ``overriding``, the
+    clinicians' answers); the number written."""
     cohort = draw_cohort(config)
+    answers = draw_feedback(config, cohort) if config.overriding else None
     rows = _predictions(config, cohort)
     for start in range(0, config.predictions, BATCH):
         stop = min(start + BATCH, config.predictions)
@@ -168,4 +244,8 @@ def seed_store(engine: Engine, config: SeedConfig, timeout_seconds: float = 30.0
             for i, row in zip(range(start, stop), batch, strict=True):
                 if cohort["has_outcome"][i]:
                     chain.append(_outcome(config, row, float(cohort["event"][i])))
+        if answers is not None:
+            with locked_chain(engine, "feedback", timeout_seconds) as chain:
+                for answer in _answers(batch, range(start, stop), answers):
+                    chain.append(answer)
     return config.predictions
