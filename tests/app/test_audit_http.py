@@ -585,23 +585,29 @@ def test_negative_zero_outcome_keeps_the_chain_verifiable(engine: Any) -> None:
 
 def test_verify_while_records_are_appended_never_reports_a_false_break(engine: Any) -> None:
     stop = threading.Event()
+    written = [0]
 
     def keep_appending() -> None:
-        index = 0
         while not stop.is_set():
             with locked_chain(engine, "prediction", 5.0) as chain:
-                chain.append(record_for("prediction", 1, index))
-            index += 1
+                chain.append(record_for("prediction", 1, written[0]))
+            written[0] += 1
 
     writer = threading.Thread(target=keep_appending, daemon=True)
     writer.start()
     try:
-        reports = [verify_chain(engine, "prediction") for _ in range(40)]
+        deadline = time.monotonic() + 10
+        while written[0] < 5 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        before = written[0]
+        reports = []
+        while (len(reports) < 40 or written[0] < before + 5) and time.monotonic() < deadline:
+            reports.append(verify_chain(engine, "prediction"))
     finally:
         stop.set()
         writer.join(timeout=10)
     assert all(report.broken is None for report in reports)
-    assert reports[-1].records > reports[0].records  # the writer really wrote meanwhile
+    assert reports[-1].records > reports[0].records > 0  # the writer really wrote meanwhile
 
 
 @pytest.mark.parametrize(
