@@ -30,6 +30,7 @@ from app.models.service import registry_for
 from app.outcomes.router import router as outcomes_router
 from app.outcomes.store import OutcomeStore
 from app.reports.agreement_router import router as agreement_router
+from app.reports.drift_router import router as drift_router
 from app.reports.router import router as reports_router
 from app.settings import Settings
 from app.store.database import StoreUnavailable, call_bound, create_tables, make_engine
@@ -115,6 +116,7 @@ def create_app(
     app.include_router(audit_router)
     app.include_router(reports_router)
     app.include_router(agreement_router)
+    app.include_router(drift_router)
     app.include_router(health_router)
     app.include_router(pages_router)
     _install_error_handlers(app)

@@ -5,39 +5,35 @@ Each read is written to the access log before the report is computed and served.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
-import anyio
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from app.access.dependencies import require_roles
-from app.access.tokens import Principal
-from app.reports.formats import fairness_csv
+from app.models.package import ModelPackage
+from app.reports.common import (
+    Reader,
+    check_format,
+    logged_report,
+    sectioned_csv,
+    served_package,
+    utc,
+)
 from app.reports.queries import DEFAULT_LABEL, FairnessQuery, fairness_counts
 from cds_hooks.errors import ProtocolError
 from cds_hooks.responses import JsonResponse
-from fairness.report import ReportThresholds, fairness_report
+from fairness.report import ReportThresholds, fairness_report, metric_columns
 
 router = APIRouter(prefix="/reports", tags=["Reports"])
-Reader = Annotated[Principal, Depends(require_roles("safety_officer", "admin"))]
-FORMATS = ("json", "csv")
 HIGH_BAND = "high"
 
 
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def _high_threshold(request: Request, model: str) -> float:
-    for package in request.app.state.packages:
-        if package.name == model:
-            for band in package.bands:
-                if band.name == HIGH_BAND:
-                    return float(band.lower)
-            raise ProtocolError.single(400, f"model {model!r} has no {HIGH_BAND!r} band")
-    raise ProtocolError.single(400, f"unknown model {model!r}", code="not-found")
+def _high_threshold(package: ModelPackage) -> float:
+    for band in package.bands:
+        if band.name == HIGH_BAND:
+            return float(band.lower)
+    raise ProtocolError.single(400, f"model {package.name!r} has no {HIGH_BAND!r} band")
 
 
 @router.get("/fairness", summary="Subgroup performance and disparity ratios (JSON or CSV)")
@@ -52,13 +48,11 @@ async def fairness(
     threshold: Annotated[float | None, Query(ge=0, le=1)] = None,
     format: str = "json",
 ) -> Response:
-    if format not in FORMATS:
-        raise ProtocolError.single(400, f"format is one of {', '.join(FORMATS)}")
-    used = _high_threshold(request, model) if threshold is None else threshold
+    check_format(format)
+    package = served_package(request, model)
+    used = _high_threshold(package) if threshold is None else threshold
     try:
-        query = FairnessQuery(
-            model, _utc(start), _utc(end), tuple(group_by.split(",")), used, label
-        )
+        query = FairnessQuery(model, utc(start), utc(end), tuple(group_by.split(",")), used, label)
     except ValueError as error:
         raise ProtocolError.single(400, str(error)) from None
     parameters = {
@@ -70,9 +64,14 @@ async def fairness(
         "threshold": threshold,
         "format": format,
     }
-    await request.app.state.access_log.record(principal, "fairness report", parameters)
-    groups, versions = await anyio.to_thread.run_sync(
-        fairness_counts, request.app.state.engine, query
+    groups, versions = await logged_report(
+        request,
+        principal,
+        "fairness report",
+        parameters,
+        fairness_counts,
+        request.app.state.engine,
+        query,
     )
     body: dict[str, Any] = {
         "model": model,
@@ -86,5 +85,21 @@ async def fairness(
         "report": fairness_report(groups, query.group_by, ReportThresholds()),
     }
     if format == "csv":
-        return Response(fairness_csv(body, query.group_by), media_type="text/csv")
+        return Response(fairness_csv(body), media_type="text/csv")
     return JsonResponse(body)
+
+
+def fairness_csv(body: dict[str, Any]) -> str:
+    """One row per group (and one for the whole population), prefixed by the model, versions,
+    window, label and threshold used."""
+    report = body["report"]
+    context = {
+        "model": body["model"],
+        "versions": " ".join(seen["version"] for seen in body["versions"]),
+        "start": body["window"]["start"],
+        "end": body["window"]["end"],
+        "label": body["label"],
+        "threshold": body["threshold"],
+    }
+    columns = [*body["group_by"], *metric_columns(report["reference"] is not None)]
+    return sectioned_csv(context, columns, [(None, [*report["groups"], report["overall"]])])

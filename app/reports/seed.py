@@ -5,11 +5,14 @@ the true risk except for a planted miscalibration (risk × factor for one attrib
 each prediction's outcome is drawn from its true risk and sent to the outcome chain by card uuid.
 With an :class:`Overriding`, clinicians answer shown cards with a planted override rate for one
 attribute value, reasons from the card's list, comments, delays and some changed answers.
+With a feature ``reference`` (a package's), each prediction's ``features`` are drawn from it, and
+a :class:`Drift` shifts, scales or blanks one feature from a date.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -66,6 +69,18 @@ class Overriding:
 
 
 @dataclass(frozen=True)
+class Drift:
+    """From ``start`` on, ``feature`` = value × ``factor`` + ``shift`` reference standard
+    deviations, missing at ``missing_rate`` (None: the reference's)."""
+
+    feature: str
+    start: datetime
+    shift: float = 0.0
+    factor: float = 1.0
+    missing_rate: float | None = None
+
+
+@dataclass(frozen=True)
 class SeedConfig:
     predictions: int = 10_000
     seed: int = 0
@@ -78,6 +93,8 @@ class SeedConfig:
     miscalibration: Miscalibration | None = None
     outcome_share: float = 1.0  # predictions whose outcome is sent
     overriding: Overriding | None = None  # None: no feedback
+    reference: dict[str, Any] | None = None  # feature name → reference; None: features "{}"
+    drifts: tuple[Drift, ...] = ()
 
 
 def _draw(rng: np.random.Generator, choices: tuple[tuple[str, float], ...], n: int) -> np.ndarray:
@@ -132,6 +149,44 @@ def draw_feedback(config: SeedConfig, cohort: dict[str, np.ndarray]) -> dict[str
     }
 
 
+def draw_features(config: SeedConfig, cohort: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Feature values (NaN: missing) from the reference: a bin by its training share, then
+    uniformly within its edges (outer bins one standard deviation wide), with the reference
+    missing rate; then the planted drifts. Own random stream, so the cohort is unchanged."""
+    rng = np.random.default_rng([config.seed, 2])
+    n = config.predictions
+    drifts = {drift.feature: drift for drift in config.drifts}
+    features = {}
+    for name, reference in (config.reference or {}).items():
+        edges, shares = reference["edges"], np.asarray(reference["proportions"], dtype=float)
+        width = reference.get("std") or 1.0
+        bins = rng.choice(len(shares), n, p=shares / shares.sum()) if len(shares) else None
+        lower = np.array([edges[0] - width, *edges]) if edges else np.zeros(1)
+        upper = np.array([*edges, edges[-1] + width]) if edges else np.ones(1)
+        uniform, blank = rng.random(n), rng.random(n)
+        values = np.full(n, np.nan)
+        if bins is not None:
+            values = lower[bins] + uniform * (upper[bins] - lower[bins])
+        missing_rate = np.full(n, reference["missing_rate"])
+        drift = drifts.get(name)
+        if drift is not None:
+            after = cohort["offset"] >= (drift.start - config.start).total_seconds()
+            values[after] = values[after] * drift.factor + drift.shift * width
+            if drift.missing_rate is not None:
+                missing_rate[after] = drift.missing_rate
+        values[blank < missing_rate] = np.nan
+        features[name] = values
+    return features
+
+
+def _features_json(features: dict[str, np.ndarray], i: int) -> tuple[str, str]:
+    """The ``features`` and ``missing`` JSON of prediction ``i``."""
+    if not features:
+        return "{}", "[]"
+    values = {name: None if np.isnan(v[i]) else float(v[i]) for name, v in features.items()}
+    return json.dumps(values), json.dumps([name for name, v in values.items() if v is None])
+
+
 def _band(bands: tuple[tuple[str, float], ...], probability: float) -> str:
     return [name for name, lower in bands if probability >= lower][-1]
 
@@ -142,7 +197,9 @@ def _key(*parts: Any) -> str:
 
 def _predictions(config: SeedConfig, cohort: dict[str, np.ndarray]) -> Iterator[dict[str, Any]]:
     package_hash = _key("package", config.model, config.model_version)
+    features = draw_features(config, cohort)
     for i in range(config.predictions):
+        values, missing = _features_json(features, i)
         created = config.start + timedelta(seconds=float(cohort["offset"][i]))
         high, low = (int(part) for part in cohort["uuid"][i])
         probability = float(cohort["probability"][i])
@@ -166,8 +223,8 @@ def _predictions(config: SeedConfig, cohort: dict[str, np.ndarray]) -> Iterator[
             "raw_probability": probability,
             "band": band,
             "base_value": 0.0,
-            "features": "{}",
-            "missing": "[]",
+            "features": values,
+            "missing": missing,
             "provenance": "{}",
             "quality_notes": "[]",
             "contributions": "[]",

@@ -1,0 +1,76 @@
+"""What every report endpoint shares: the reader role, request checks, the logged and bounded
+computation, and the sectioned CSV layout."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, Request
+
+from app.access.dependencies import require_roles
+from app.access.tokens import Principal
+from app.models.package import ModelPackage
+from app.store.database import run_bounded
+from cds_hooks.errors import ProtocolError
+
+Reader = Annotated[Principal, Depends(require_roles("safety_officer", "admin"))]
+FORMATS = ("json", "csv")
+# A report over a million predictions takes seconds; past this the database is not answering.
+REPORT_SECONDS = 120.0
+Result = TypeVar("Result")
+
+
+def utc(moment: datetime) -> datetime:
+    """Query times without a zone are UTC."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def check_format(format: str) -> None:
+    if format not in FORMATS:
+        raise ProtocolError.single(400, f"format is one of {', '.join(FORMATS)}")
+
+
+def served_package(request: Request, model: str) -> ModelPackage:
+    """The served package named ``model`` (the last one loaded); 400 when none is."""
+    served = [package for package in request.app.state.packages if package.name == model]
+    if not served:
+        raise ProtocolError.single(400, f"unknown model {model!r}", code="not-found")
+    return served[-1]
+
+
+async def logged_report(
+    request: Request,
+    principal: Principal,
+    action: str,
+    parameters: Mapping[str, Any],
+    compute: Callable[..., Result],
+    *args: Any,
+) -> Result:
+    """Write the read to the access log, then run ``compute`` off the event loop, bounded."""
+    await request.app.state.access_log.record(principal, action, parameters)
+    return await run_bounded(REPORT_SECONDS, compute, *args)
+
+
+def sectioned_csv(
+    context: Mapping[str, Any],
+    columns: Sequence[str],
+    sections: Iterable[tuple[str | None, Iterable[Mapping[str, Any]]]],
+) -> str:
+    """One table: each row prefixed by ``context`` (and its section, when sections are named);
+    missing values are empty cells."""
+    sections = list(sections)
+    named = any(section is not None for section, _ in sections)
+    header = [*(["section"] if named else []), *context, *dict.fromkeys(columns)]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, header, restval="", lineterminator="\n")
+    writer.writeheader()
+    for section, rows in sections:
+        prefix = {"section": section} if named else {}
+        for row in rows:
+            cleaned = {key: "" if value is None else value for key, value in row.items()}
+            writer.writerow({**prefix, **context, **cleaned})
+    return out.getvalue()

@@ -1,0 +1,115 @@
+"""``GET /reports/drift``: covariate and score drift against the package's training reference,
+for a safety officer.
+
+Each read is written to the access log before the report is computed and served.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from app.models.package import ModelPackage
+from app.reports.common import (
+    Reader,
+    check_format,
+    logged_report,
+    sectioned_csv,
+    served_package,
+    utc,
+)
+from app.reports.drift_queries import DriftQuery, drift_counts
+from cds_hooks.errors import ProtocolError
+from cds_hooks.responses import JsonResponse
+from fairness import columns as C
+from fairness.drift import DriftThresholds, drift_columns, drift_report, flag_columns
+
+router = APIRouter(prefix="/reports", tags=["Reports"])
+
+
+def expected_flag_rate(package: ModelPackage) -> float | None:
+    """The high band's flag rate on the package's test split, if it stores one."""
+    found = package.evaluation.get("test", {}).get("thresholds", {}).get("high", {})
+    rate = found.get("flag_rate")
+    return float(rate[0]) if isinstance(rate, list) and rate else None
+
+
+@router.get("/drift", summary="Feature and score drift against the training reference")
+async def drift(
+    request: Request,
+    principal: Reader,
+    model: str,
+    start: datetime,
+    end: datetime,
+    window: str = "week",
+    missing_difference: float = 0.10,
+    feature_share: float = 0.30,
+    format: str = "json",
+) -> Response:
+    check_format(format)
+    package = served_package(request, model)
+    if not (0 <= missing_difference <= 1 and 0 < feature_share <= 1):
+        raise ProtocolError.single(400, "missing_difference is in [0, 1], feature_share in (0, 1]")
+    try:
+        query = DriftQuery(model, utc(start), utc(end), window)
+    except ValueError as error:
+        raise ProtocolError.single(400, str(error)) from None
+    thresholds = DriftThresholds(missing_difference=missing_difference, feature_share=feature_share)
+    parameters = {
+        "model": model,
+        "start": query.start.isoformat(),
+        "end": query.end.isoformat(),
+        "window": window,
+        "missing_difference": missing_difference,
+        "feature_share": feature_share,
+        "format": format,
+    }
+    cells, flags = await logged_report(
+        request,
+        principal,
+        "drift report",
+        parameters,
+        drift_counts,
+        request.app.state.engine,
+        query,
+        package.reference,
+    )
+    now = datetime.now(UTC)
+    complete = sorted({bucket for bucket, _, _ in flags if query.complete(bucket, now)})
+    report = drift_report(
+        cells, flags, package.reference, complete, expected_flag_rate(package), thresholds
+    )
+    body: dict[str, Any] = {
+        "model": model,
+        "version": package.version,
+        "window": {"start": query.start.isoformat(), "end": query.end.isoformat()},
+        "granularity": window,
+        "report": report,
+    }
+    if format == "csv":
+        return Response(drift_csv(body), media_type="text/csv")
+    return JsonResponse(body)
+
+
+def drift_csv(body: dict[str, Any]) -> str:
+    """One table: ``section`` "feature", "score", "flag_rate" and "alert" rows, each prefixed by
+    the model, version, window and granularity."""
+    report = body["report"]
+    context = {
+        "model": body["model"],
+        "version": body["version"],
+        "start": body["window"]["start"],
+        "end": body["window"]["end"],
+        "window": body["granularity"],
+    }
+    columns = [C.FEATURE, "bucket", *drift_columns(), *flag_columns(), C.EXPECTED_FLAG_RATE, "kind"]
+    sections = (
+        ("feature", report["features"]),
+        ("score", report["score"]),
+        ("flag_rate", report["flag_rate"]),
+        ("alert", report["alerts"]),
+    )
+    return sectioned_csv(context, columns, sections)
