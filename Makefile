@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 
-.PHONY: install serve test test-postgres lint format ci bench model
+.PHONY: install serve test test-postgres lint format ci bench bench-reports model
 
 $(BIN)/bedside: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ bench: install
 	BEDSIDE_FHIR_SAMPLES=$${BEDSIDE_FHIR_SAMPLES:-../shared/fhir-samples} $(BIN)/python -m benchmarks.bench_mapping
 	BEDSIDE_FHIR_SAMPLES=$${BEDSIDE_FHIR_SAMPLES:-../shared/fhir-samples} $(BIN)/python -m benchmarks.bench_predict
 	$(BIN)/python -m benchmarks.bench_audit
+
+# Seeds a million predictions first (several minutes); BENCH_REPORT_PREDICTIONS for fewer.
+bench-reports: install
+	$(BIN)/python -m benchmarks.bench_reports
 
 # Rebuild the bundled demo package from a fresh synthetic cohort (deterministic by seed).
 DEMO_PATIENTS ?= 2500
