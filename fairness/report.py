@@ -91,13 +91,18 @@ def _row(
         C.UNDERPOWERED: min(group.events, group.non_events) < thresholds.min_events,
     }
     for name, (numerator, denominator) in rates(group).items():
-        _interval(row, name, _suppress(wilson(numerator, denominator), denominator, small))
+        found = wilson(numerator, denominator)
+        _interval(
+            row,
+            name,
+            [C.SUPPRESSED] * 3 if found and hides(numerator, denominator, small) else found,
+        )
     ratio = _suppress(observed_expected(group), group.events, small)
     _interval(row, C.OBSERVED_EXPECTED, ratio)
     row[C.CALIBRATION_FLAG] = (
         thresholds.level(ratio[1], ratio[2]) if ratio and ratio[0] != C.SUPPRESSED else None
     )
-    few = 0 < min(group.events, group.non_events) < small
+    few = 0 < min(group.events, group.non_events) < small or 0 < group.labelled < small
     row[C.CALIBRATION_SLOPE] = C.SUPPRESSED if few else calibration_slope(group)
     row[C.BRIER] = C.SUPPRESSED if few else brier(group)
     auroc = auroc_from_histograms(group.positives, group.negatives)
@@ -114,11 +119,19 @@ def _disparities(
     mine, theirs = rates(group), rates(base)
     for name in C.DISPARITY_METRICS:
         (x1, n1), (x2, n2) = mine[name], theirs[name]
-        found = katz_ratio(x1, n1, x2, n2) if min(n1, n2) >= thresholds.min_cell else None
+        small = thresholds.min_cell
+        shown = not (hides(x1, n1, small) or hides(x2, n2, small))
+        found = katz_ratio(x1, n1, x2, n2) if shown else None
         _interval(row, name + C.RATIO, found)
         row[name + C.RATIO + C.FLAG] = (
             thresholds.level(found[0], found[0]) if found is not None else None
         )
+
+
+def hides(numerator: int, denominator: int, small: int) -> bool:
+    """A rate is not shown when its denominator is small or when it would reveal a small count:
+    the numerator, or the denominator minus it, between 1 and ``small`` − 1."""
+    return denominator < small or 0 < numerator < small or 0 < denominator - numerator < small
 
 
 def _suppress(value: list[float] | None, denominator: int, small: int) -> list[Any] | None:

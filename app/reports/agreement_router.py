@@ -15,6 +15,7 @@ from app.reports.agreement_queries import AgreementQuery, agreement_counts
 from app.reports.common import (
     Reader,
     check_format,
+    check_label,
     logged_report,
     sectioned_csv,
     served_package,
@@ -41,6 +42,7 @@ async def agreement(
     format: str = "json",
 ) -> Response:
     check_format(format)
+    check_label(label)
     served_package(request, model)
     try:
         query = AgreementQuery(model, utc(start), utc(end), group_by, label)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
@@ -22,11 +23,23 @@ FORMATS = ("json", "csv")
 # A report over a million predictions takes seconds; past this the database is not answering.
 REPORT_SECONDS = 120.0
 Result = TypeVar("Result")
+LABEL = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 
 
 def utc(moment: datetime) -> datetime:
-    """Query times without a zone are UTC."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    """Query times without a zone are UTC; an instant that UTC cannot hold is a 400."""
+    try:
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError:
+        raise ProtocolError.single(
+            400, "start and end must lie within years 1 to 9999 in UTC"
+        ) from None
+
+
+def check_label(label: str) -> None:
+    """Outcome labels are the names ``POST /outcomes`` accepts."""
+    if not LABEL.fullmatch(label):
+        raise ProtocolError.single(400, "label is 1-64 of a-z, 0-9, '_', '.' and '-'")
 
 
 def check_format(format: str) -> None:

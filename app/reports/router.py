@@ -15,6 +15,7 @@ from app.models.package import ModelPackage
 from app.reports.common import (
     Reader,
     check_format,
+    check_label,
     logged_report,
     sectioned_csv,
     served_package,
@@ -49,6 +50,7 @@ async def fairness(
     format: str = "json",
 ) -> Response:
     check_format(format)
+    check_label(label)
     package = served_package(request, model)
     used = _high_threshold(package) if threshold is None else threshold
     try:

@@ -139,6 +139,10 @@ def test_reads_need_a_safety_officer_or_admin_bad_requests_get_400_and_reads_are
         {**good, "model": "no-such-model"},
         {**good, "start": END, "end": START},
         {**good, "start": "yesterday"},
+        {**good, "start": "0001-01-01T00:00:00+01:00"},  # before year 1 in UTC
+        {**good, "end": "9999-12-31T23:00:00-05:00"},  # after 9999 in UTC
+        {**good, "label": "readmission\x00"},
+        {**good, "label": "Readmission 30d"},
     ]
     with run_bedside(packages=packages) as client:
         url = f"{client.base_url}/reports/fairness"

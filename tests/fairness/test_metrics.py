@@ -138,3 +138,23 @@ def test_without_outcomes_flag_rate_and_mean_risk_remain() -> None:
     assert row[C.FLAG_RATE] == pytest.approx(np.mean(p[group == "a"] >= THRESHOLD), abs=1e-12)
     assert row[C.MEAN_PREDICTED] == pytest.approx(p[group == "a"].mean(), abs=1e-12)
     assert row[C.TPR] is None and row[C.OBSERVED_EXPECTED] is None and row[C.AUROC] is None
+
+
+def test_a_rate_that_would_reveal_a_small_count_is_suppressed() -> None:
+    """Flag rate × n would give back a hidden flagged count; a handful labelled hides Brier."""
+    few_flagged = GroupCounts(("x",))
+    for index in range(40):
+        few_flagged.add_cell(100 + index, None, 1, 1 if index < 3 else 0, 0.1, 0.01)
+    for index in range(5):
+        p = 0.2 + index / 1000
+        few_flagged.add_cell(200 + index, 0, 1, 0, p, p * p)
+    big = GroupCounts(("y",))
+    big.add_cell(300, 1, 500, 0, 150, 45)
+    big.add_cell(100, 0, 500, 0, 50, 5)
+    report = fairness_report([big, few_flagged], ("a",))
+    [row] = [r for r in report["groups"] if r["a"] == "x"]
+    assert row[C.FLAGGED] == C.SUPPRESSED
+    assert row[C.FLAG_RATE] == C.SUPPRESSED
+    assert row[C.BRIER] == C.SUPPRESSED and row[C.LABELLED] == C.SUPPRESSED
+    assert row[C.FLAG_RATE + C.RATIO] in (None, C.SUPPRESSED)  # a ratio would give it back
+    assert row[C.N] == 45
