@@ -24,6 +24,7 @@ from app.reports.common import (
 from app.reports.queries import DEFAULT_LABEL, FairnessQuery, fairness_counts
 from cds_hooks.errors import ProtocolError
 from cds_hooks.responses import JsonResponse
+from fairness import columns as C
 from fairness.report import ReportThresholds, fairness_report, metric_columns
 
 router = APIRouter(prefix="/reports", tags=["Reports"])
@@ -49,6 +50,9 @@ async def fairness(
     threshold: Annotated[float | None, Query(ge=0, le=1)] = None,
     format: str = "json",
 ) -> Response:
+    """The fairness report. The body's "predictions" and "labelled" totals are the overall
+    row's n and labelled, which complementary suppression protects (a 1–9 total is suppressed,
+    and a total minus the shown groups never gives a hidden group's count)."""
     check_format(format)
     check_label(label)
     package = served_package(request, model)
@@ -75,6 +79,7 @@ async def fairness(
         request.app.state.engine,
         query,
     )
+    report = fairness_report(groups, query.group_by, ReportThresholds())
     body: dict[str, Any] = {
         "model": model,
         "versions": versions,
@@ -82,9 +87,9 @@ async def fairness(
         "label": label,
         "threshold": used,
         "group_by": list(query.group_by),
-        "predictions": sum(group.n for group in groups),
-        "labelled": sum(group.labelled for group in groups),
-        "report": fairness_report(groups, query.group_by, ReportThresholds()),
+        "predictions": report["overall"][C.N],
+        "labelled": report["overall"][C.LABELLED],
+        "report": report,
     }
     if format == "csv":
         return Response(fairness_csv(body), media_type="text/csv")

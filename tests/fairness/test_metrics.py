@@ -129,7 +129,8 @@ def test_small_groups_are_suppressed_and_disparities_flagged() -> None:
     assert rows["c"][C.FLAG_RATE + C.RATIO + C.FLAG] == "critical"
     assert rows["c"][C.CALIBRATION_FLAG] == "critical"
     assert rows["b"][C.CALIBRATION_FLAG] == "ok"
-    assert rows["e"][C.UNDERPOWERED] is True and rows["a"][C.UNDERPOWERED] is False
+    assert rows["e"][C.N] == C.SUPPRESSED  # complementary: overall − the others would give d
+    assert rows["a"][C.UNDERPOWERED] is False
 
 
 def test_without_outcomes_flag_rate_and_mean_risk_remain() -> None:
@@ -158,3 +159,30 @@ def test_a_rate_that_would_reveal_a_small_count_is_suppressed() -> None:
     assert row[C.BRIER] == C.SUPPRESSED and row[C.LABELLED] == C.SUPPRESSED
     assert row[C.FLAG_RATE + C.RATIO] in (None, C.SUPPRESSED)  # a ratio would give it back
     assert row[C.N] == 45
+
+
+def numbers(row: dict) -> dict:
+    return {k: v for k, v in row.items() if isinstance(v, int) and not isinstance(v, bool)}
+
+
+def test_overall_minus_the_shown_groups_gives_no_hidden_count() -> None:
+    """The reviewer's leak: overall n − the shown groups gave a hidden group's n (4)."""
+    group, p, y = sample(8)
+    group[:4] = "d"
+    report = fairness_report(from_cells(cells_of(group, p, y)), ["g"])
+    groups = from_cells(cells_of(group, p, y))
+    overall = report["overall"]
+    for name in (C.N, C.LABELLED, C.EVENTS, C.FLAGGED):
+        hidden = [
+            g for g, row in zip(groups, report["groups"], strict=True) if row[name] == C.SUPPRESSED
+        ]
+        shown = [row[name] for row in report["groups"] if row[name] != C.SUPPRESSED]
+        if isinstance(overall[name], int) and hidden:
+            left = overall[name] - sum(shown)
+            assert not any(left == getattr(g, name) and 0 < left < 10 for g in hidden)
+            assert len([g for g in hidden if getattr(g, name) > 0]) != 1
+    for row in report["groups"]:
+        if isinstance(row[C.FLAG_RATE], float) and isinstance(row[C.N], int):
+            assert not 0 < round(row[C.FLAG_RATE] * row[C.N]) < 10
+    assert sum(1 for row in report["groups"] if row[C.N] == C.SUPPRESSED) == 2
+    assert numbers(overall)[C.N] == 4000
