@@ -8,55 +8,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Float, Select, String, case, func, select, true
+from sqlalchemy import Select, case, func, select, true
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.functions import FunctionElement
 
 from app.audit.tables import FeedbackRecord
-from app.reports.queries import COHORT_COLUMNS, DEFAULT_LABEL, PREDICTION, FloorInt, latest_outcome
+from app.reports.queries import COHORT_COLUMNS, DEFAULT_LABEL, PREDICTION, latest_outcome
+from app.reports.sql import FloorInt, HoursBetween, WeekStart
 from fairness.agreement import AgreementCounts, Cell, from_cells
 
 FEEDBACK = FeedbackRecord.__table__  # type: ignore[attr-defined]
 GROUPINGS = ("model_version", "band", "indicator", *COHORT_COLUMNS, "week")
 HIGH_BAND = "high"
-
-
-class WeekStart(FunctionElement[str]):
-    """The Monday (ISO week start, UTC) of a timestamp, as 'YYYY-MM-DD'."""
-
-    type = String()
-    inherit_cache = True
-
-
-@compiles(WeekStart)
-def _week_default(element: WeekStart, compiler: Any, **kw: Any) -> str:
-    moment = compiler.process(element.clauses, **kw)
-    return f"TO_CHAR(DATE_TRUNC('week', {moment} AT TIME ZONE 'UTC'), 'YYYY-MM-DD')"
-
-
-@compiles(WeekStart, "sqlite")
-def _week_sqlite(element: WeekStart, compiler: Any, **kw: Any) -> str:
-    return f"DATE({compiler.process(element.clauses, **kw)}, 'weekday 0', '-6 days')"
-
-
-class HoursBetween(FunctionElement[float]):
-    """(later − earlier) in hours."""
-
-    type = Float()
-    inherit_cache = True
-
-
-@compiles(HoursBetween)
-def _hours_default(element: HoursBetween, compiler: Any, **kw: Any) -> str:
-    later, earlier = (compiler.process(clause, **kw) for clause in element.clauses)
-    return f"(EXTRACT(EPOCH FROM ({later} - {earlier})) / 3600.0)"
-
-
-@compiles(HoursBetween, "sqlite")
-def _hours_sqlite(element: HoursBetween, compiler: Any, **kw: Any) -> str:
-    later, earlier = (compiler.process(clause, **kw) for clause in element.clauses)
-    return f"((JULIANDAY({later}) - JULIANDAY({earlier})) * 24.0)"
 
 
 @dataclass(frozen=True)

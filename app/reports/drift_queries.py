@@ -14,48 +14,12 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
-from app.reports.agreement_queries import HIGH_BAND, WeekStart
+from app.reports.agreement_queries import HIGH_BAND
 from app.reports.queries import PREDICTION
+from app.reports.sql import JsonNumber, MonthStart, WeekStart
 from fairness.drift import MISSING, SCORE, Cell, FlagCell
 
 WINDOWS = ("week", "month")
-
-
-class MonthStart(FunctionElement[str]):
-    """The first day of the month (UTC) of a timestamp, as 'YYYY-MM-DD'."""
-
-    type = String()
-    inherit_cache = True
-
-
-@compiles(MonthStart)
-def _month_default(element: MonthStart, compiler: Any, **kw: Any) -> str:
-    moment = compiler.process(element.clauses, **kw)
-    return f"TO_CHAR(DATE_TRUNC('month', {moment} AT TIME ZONE 'UTC'), 'YYYY-MM-DD')"
-
-
-@compiles(MonthStart, "sqlite")
-def _month_sqlite(element: MonthStart, compiler: Any, **kw: Any) -> str:
-    return f"DATE({compiler.process(element.clauses, **kw)}, 'start of month')"
-
-
-class JsonNumber(FunctionElement[float]):
-    """``features[name]`` of a JSON text column as a number; NULL when null or absent."""
-
-    type = Float()
-    inherit_cache = True
-
-
-@compiles(JsonNumber)
-def _json_default(element: JsonNumber, compiler: Any, **kw: Any) -> str:
-    document, name = (compiler.process(clause, **kw) for clause in element.clauses)
-    return f"(CAST({document} AS JSON) ->> {name})::float"
-
-
-@compiles(JsonNumber, "sqlite")
-def _json_sqlite(element: JsonNumber, compiler: Any, **kw: Any) -> str:
-    document, path = (compiler.process(clause, **kw) for clause in element.clauses)
-    return f"json_extract({document}, {path})"
 
 
 def json_number(document: Any, name: str, dialect: str) -> JsonNumber:

@@ -7,35 +7,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, Select, case, func, literal_column, select
+from sqlalchemy import Select, case, func, literal_column, select
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.functions import FunctionElement
 
 from app.audit.tables import OutcomeRecord, PredictionRecord
+from app.reports.sql import FloorInt
 from fairness.counts import BINS, Cell, GroupCounts, from_cells
 
 COHORT_COLUMNS = ("sex", "age_band", "race", "ethnicity", "language")
 DEFAULT_LABEL = "readmission_30d"
 PREDICTION = PredictionRecord.__table__  # type: ignore[attr-defined]
 OUTCOME = OutcomeRecord.__table__  # type: ignore[attr-defined]
-
-
-class FloorInt(FunctionElement[int]):
-    """floor(x) as an integer (SQLite: a cast, which truncates; x is never negative here)."""
-
-    type = Integer()
-    inherit_cache = True
-
-
-@compiles(FloorInt)
-def _floor_default(element: FloorInt, compiler: Any, **kw: Any) -> str:
-    return f"CAST(FLOOR({compiler.process(element.clauses, **kw)}) AS INTEGER)"
-
-
-@compiles(FloorInt, "sqlite")
-def _floor_sqlite(element: FloorInt, compiler: Any, **kw: Any) -> str:
-    return f"CAST({compiler.process(element.clauses, **kw)} AS INTEGER)"
 
 
 @dataclass(frozen=True)
