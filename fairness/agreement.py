@@ -16,7 +16,7 @@ import numpy as np
 
 from fairness import columns as C
 from fairness.counts import GroupKey
-from fairness.report import ReportThresholds
+from fairness.report import ReportThresholds, complement, hide, hides, protect, shown
 from fairness.stats import cohen_kappa, histogram_quantile, wilson
 
 RESPONSES = (None, "accepted", "overridden")  # index 0: no response
@@ -141,21 +141,95 @@ def agreement_report(
     weeks: Sequence[AgreementCounts],
     thresholds: ReportThresholds = DEFAULT_THRESHOLDS,
 ) -> dict[str, Any]:
-    """Rows for the groups and overall, the override reasons and the weekly override trend."""
+    """Rows for the groups and overall, the override reasons and the weekly override trend.
+
+    Small cells are suppressed so that no count from 1 to ``min_cell`` − 1 is shown or follows
+    from other numbers: a rate × its denominator, a row's cards − its other counts, the overall
+    row − the shown groups (or weeks), or the overall reason counts − the groups'."""
+    small = thresholds.min_cell
     total = overall(groups, len(attributes))
+    rows = [_row(group, attributes, thresholds) for group in groups]
+    whole = _row(total, attributes, thresholds)
+    _settle([*rows, whole], [*groups, total], rows, groups, whole, small)
+    weeks = sorted(weeks, key=lambda w: w.key)
+    trend = [_trend_row(week, small) for week in weeks]
+    _settle(trend, weeks, trend, weeks, whole, small, trend_columns()[1:])
     return {
         "thresholds": thresholds.as_dict(),
-        "overall": _row(total, attributes, thresholds),
-        "groups": [_row(group, attributes, thresholds) for group in groups],
-        "reasons": [
-            reason
-            for group in [*groups, total]
-            for reason in _reasons(group, attributes, thresholds.min_cell)
-        ],
-        "trend": [
-            _trend_row(week, thresholds.min_cell) for week in sorted(weeks, key=lambda w: w.key)
-        ],
+        "overall": whole,
+        "groups": rows,
+        "reasons": _reason_rows([*groups, total], [*rows, whole], attributes, small),
+        "trend": trend,
     }
+
+
+def _blocks() -> list[tuple[Sequence[Callable[[Any], int]], Sequence[str]]]:
+    """The counts of a row (as ``protect`` wants them) whose overall is published."""
+    blocks: list[tuple[Sequence[Callable[[Any], int]], Sequence[str]]] = [
+        ([lambda g: g.n], [C.CARDS]),
+        ([lambda g: int(g.cards[1].sum())], [C.HIGH_RISK]),
+        ([lambda g: g.shown(ACCEPT)], [C.ACCEPTED]),
+        ([lambda g: g.shown(OVERRIDE)], [C.OVERRIDDEN]),
+        ([lambda g: g.shown(NONE)], [C.NO_RESPONSE]),
+        ([lambda g: g.comments], [C.COMMENTS]),
+    ]
+    for name, flag, response in RELIANCE:
+        blocks.append(
+            ([lambda g, f=flag, r=response: int(g.labelled[f, r])], [name + C.LABELLED_SUFFIX])
+        )
+        blocks.append(
+            ([lambda g, f=flag, r=response: int(g.events[f, r])], [name + C.EVENTS_SUFFIX])
+        )
+    return blocks
+
+
+def _settle(
+    every: Sequence[Row],
+    counts: Sequence[AgreementCounts],
+    rows: Sequence[Row],
+    groups: Sequence[AgreementCounts],
+    total: Row,
+    small: int,
+    columns: Sequence[str] | None = None,
+) -> None:
+    """Suppress within each row of ``every`` and across ``rows`` (with ``total``) until stable."""
+    columns = metric_columns() if columns is None else columns
+    present = {name for row in every for name in row}
+    blocks = [(values, names) for values, names in _blocks() if names[0] in present]
+    before = None
+    while before != every:
+        before = [dict(row) for row in every]
+        for row, group in zip(every, counts, strict=True):
+            _within(row, group, small)
+        protect(rows, groups, total, blocks, small, columns)
+
+
+def _within(row: Row, group: AgreementCounts, small: int) -> None:
+    """Within a row: cards − the other response counts, and the rates (× their denominators),
+    must not give a hidden count."""
+    if not shown(row.get(C.CARDS)):
+        return
+    names = (C.ACCEPTED, C.OVERRIDDEN, C.NO_RESPONSE)
+    values = [group.shown(ACCEPT), group.shown(OVERRIDE), group.shown(NONE)]
+    # a count not in the row (the trend's no-response) is hidden only when small
+    hidden = {
+        i
+        for i, name in enumerate(names)
+        if (name in row and not shown(row[name])) or (name not in row and 0 < values[i] < small)
+    }
+    for i in complement(values, hidden, small) - hidden:
+        hide(row, [names[i]])
+        hidden.add(i)
+    if 2 in hidden and C.RESPONSE_RATE in row:
+        hide(row, [C.RESPONSE_RATE])
+    if hidden & {0, 1}:
+        hide(row, [C.OVERRIDE_RATE])
+    if C.RAW_AGREEMENT in row and (not shown(row[C.OVERRIDE_RATE]) or not shown(row[C.HIGH_RISK])):
+        hide(row, list(agreement_measures(np.zeros((2, 2)))))
+    for name, _, _ in RELIANCE:
+        labelled, events = name + C.LABELLED_SUFFIX, name + C.EVENTS_SUFFIX
+        if labelled in row and not (shown(row[labelled]) and shown(row[events])):
+            hide(row, [name + C.EVENT_RATE_SUFFIX])
 
 
 def _row(group: AgreementCounts, attributes: Sequence[str], thresholds: ReportThresholds) -> Row:
@@ -164,9 +238,10 @@ def _row(group: AgreementCounts, attributes: Sequence[str], thresholds: ReportTh
     if group.n < small:
         return row | dict.fromkeys(metric_columns(), C.SUPPRESSED)
     count = _counter(small)
+    high = int(group.cards[1].sum())
     row |= {
         C.CARDS: group.n,
-        C.HIGH_RISK: count(int(group.cards[1].sum())),
+        C.HIGH_RISK: C.SUPPRESSED if hides(high, group.n, small) else high,
         C.ACCEPTED: count(group.shown(ACCEPT)),
         C.OVERRIDDEN: count(group.shown(OVERRIDE)),
         C.NO_RESPONSE: count(group.shown(NONE)),
@@ -175,29 +250,72 @@ def _row(group: AgreementCounts, attributes: Sequence[str], thresholds: ReportTh
     _rate(row, C.RESPONSE_RATE, group.responded, group.n, small)
     _rate(row, C.OVERRIDE_RATE, group.shown(OVERRIDE), group.responded, small)
     measures = agreement_measures(group.agreement_table())
-    few = group.responded < small
-    row |= {name: C.SUPPRESSED if few else value for name, value in measures.items()}
+    # the measures give back the table's cells (and with the labelled counts, the unlabelled)
+    unlabelled = group.cards - group.labelled
+    few = group.responded < small or bool(
+        ((group.cards > 0) & (group.cards < small)).any()
+        or ((unlabelled > 0) & (unlabelled < small)).any()
+    )
+    hidden = few or hides(group.shown(OVERRIDE), group.responded, small)
+    row |= {name: C.SUPPRESSED if hidden else value for name, value in measures.items()}
     for name, q in ((C.HOURS_MEDIAN, 0.5), (C.HOURS_P90, 0.9)):
         row[name] = C.SUPPRESSED if few else histogram_quantile(group.delays, q)
     for name, flag, response in RELIANCE:
         labelled = int(group.labelled[flag, response])
         events = int(group.events[flag, response])
         row[name + C.LABELLED_SUFFIX] = count(labelled)
-        row[name + C.EVENTS_SUFFIX] = count(events)
+        row[name + C.EVENTS_SUFFIX] = C.SUPPRESSED if hides(events, labelled, small) else events
         _rate(row, name + C.EVENT_RATE_SUFFIX, events, labelled, small)
     return row
 
 
-def _reasons(group: AgreementCounts, attributes: Sequence[str], small: int) -> list[Row]:
-    count = _counter(small)
-    key = dict(zip(attributes, group.key, strict=True))
-    ordered = sorted(group.reasons.items(), key=lambda item: (-item[1], str(item[0])))
-    return [
-        key
-        | {"override_system": system, "override_code": code, "override_display": display}
-        | {C.REASON_COUNT: count(number)}
-        for (system, code, display), number in ordered
+def _reason_rows(
+    counts: Sequence[AgreementCounts], rows: Sequence[Row], attributes: Sequence[str], small: int
+) -> list[Row]:
+    """The reason rows of the groups whose row is shown, then overall (the last of ``counts``),
+    suppressed so that neither a group's overridden − its other reason counts nor the overall
+    reason count − the groups' gives a hidden count."""
+    codes = sorted({reason for group in counts for reason in group.reasons}, key=str)
+    visible = [shown(row.get(C.CARDS)) for row in rows]
+    hidden = [
+        {r for r in codes if not visible[i] or 0 < group.reasons.get(r, 0) < small}
+        for i, group in enumerate(counts)
     ]
+    changed = True
+    while changed:
+        changed = False
+        for i, group in enumerate(counts):  # within a group: the overridden total
+            if not visible[i] or not shown(rows[i].get(C.OVERRIDDEN)):
+                continue
+            values = [group.reasons.get(r, 0) for r in codes]
+            values.append(group.shown(OVERRIDE) - sum(values))  # overrides without a reason
+            gone = {j for j, r in enumerate(codes) if r in hidden[i]}
+            if 0 < values[-1] < small:
+                gone.add(len(codes))
+            for j in complement(values, gone, small) - gone - {len(codes)}:
+                hidden[i].add(codes[j])
+                changed = True
+        for reason in codes:  # across groups: the overall count
+            if reason in hidden[-1]:
+                continue
+            values = [group.reasons.get(reason, 0) for group in counts[:-1]]
+            gone = {i for i in range(len(values)) if reason in hidden[i]}
+            for i in complement(values, gone, small) - gone:
+                hidden[i].add(reason)
+                changed = True
+    found = []
+    for i, group in enumerate(counts):
+        if not visible[i]:
+            continue  # a hidden group names no reasons
+        key = dict(zip(attributes, group.key, strict=True))
+        ordered = sorted(group.reasons.items(), key=lambda item: (-item[1], str(item[0])))
+        found += [
+            key
+            | {"override_system": system, "override_code": code, "override_display": display}
+            | {C.REASON_COUNT: C.SUPPRESSED if (system, code, display) in hidden[i] else number}
+            for (system, code, display), number in ordered
+        ]
+    return found
 
 
 def _trend_row(week: AgreementCounts, small: int) -> Row:
@@ -220,7 +338,7 @@ def _counter(small: int) -> Callable[[int], int | str]:
 
 def _rate(row: Row, name: str, numerator: int, denominator: int, small: int) -> None:
     found: list[Any] | None = wilson(numerator, denominator)
-    if found is not None and denominator < small:
+    if found is not None and hides(numerator, denominator, small):
         found = [C.SUPPRESSED] * 3
     row[name], row[name + C.LOW], row[name + C.HIGH] = found or (None, None, None)
 

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from fairness import columns as C
+from fairness.report import hide, hides, protect, shown
 from fairness.stats import wilson
 
 MISSING = -1  # the bin of a null (missing) value, counted last
@@ -98,6 +99,7 @@ def drift_report(
     """
     references = {**reference["features"], SCORE: reference["score"]}
     counts = tally(cells, {name: len(ref["edges"]) + 1 for name, ref in references.items()})
+    flags = list(flags)
     flag_rows = _flag_rows(flags, expected_flag_rate, thresholds.min_cell)
     buckets = [row["bucket"] for row in flag_rows]
     rows = [
@@ -105,8 +107,9 @@ def drift_report(
         for name in references
         for bucket in buckets
     ]
-    shown = {row["bucket"] for row in flag_rows if row[C.N] != C.SUPPRESSED}
-    visible = [bucket for bucket in complete if bucket in shown]
+    _complementary(rows, flag_rows, counts, flags, list(references), thresholds.min_cell)
+    seen = {row["bucket"] for row in flag_rows if shown(row[C.N])}
+    visible = [bucket for bucket in complete if bucket in seen]
     latest = visible[-1] if visible else None
     alerts = _alerts(rows, {ALL, latest} if latest else {ALL})
     drifting = {alert[C.FEATURE] for alert in alerts}
@@ -144,6 +147,8 @@ def _row(
         C.MISSING_DIFFERENCE: difference,
         C.MISSING_ALERT: abs(difference) > thresholds.missing_difference,
     }
+    if hides(int(counts[-1]), n, thresholds.min_cell):  # missing_rate × n: a small count
+        row |= dict.fromkeys((C.MISSING_RATE, C.MISSING_DIFFERENCE), C.SUPPRESSED)
     if present.sum() < thresholds.min_cell or not expected:
         return row | dict.fromkeys((C.PSI, C.PSI_LEVEL, C.KS), C.SUPPRESSED if expected else None)
     value = psi(present, expected, thresholds.epsilon)
@@ -152,6 +157,73 @@ def _row(
         C.PSI_LEVEL: thresholds.psi_level(value, int(present.sum())),
         C.KS: binned_ks(present, expected),
     }
+
+
+def _complementary(
+    rows: list[Row],
+    flag_rows: list[Row],
+    counts: Mapping[tuple[str, str], np.ndarray],
+    flags: Sequence[FlagCell],
+    names: Sequence[str],
+    small: int,
+) -> None:
+    """Hide further cells so that the whole window minus the shown buckets never gives a hidden
+    bucket's n, missing count (with n − missing) or flagged count; a bucket hidden in any set
+    (a feature's rows or the flag rows) is hidden in all, since its n is the same in each."""
+    flagged: dict[str, list[int]] = {}
+    for bucket, n, count in flags:
+        cell = flagged.setdefault(bucket, [0, 0])
+        cell[0] += n
+        cell[1] += count
+    sets: list[tuple[list[Row], list[Any], Sequence[Any], Sequence[str]]] = []
+    flag_blocks = [
+        ([lambda c: c[0]], [C.N]),
+        ([lambda c: c[1], lambda c: c[0] - c[1]], [C.FLAG_RATE]),
+    ]
+    drift_blocks = [
+        ([lambda c: int(c.sum())], [C.N]),
+        (
+            [lambda c: int(c[-1]), lambda c: int(c[:-1].sum())],
+            [C.MISSING_RATE, C.MISSING_DIFFERENCE],
+        ),
+    ]
+    parts = [row for row in flag_rows if row["bucket"] != ALL]
+    total = next(row for row in flag_rows if row["bucket"] == ALL)
+    cells = [flagged.get(row["bucket"], [0, 0]) for row in parts]
+    sets.append((parts, cells, flag_blocks, flag_columns()))
+    zero = np.zeros(1, dtype=np.int64)
+    for name in names:
+        mine = [row for row in rows if row[C.FEATURE] == name]
+        sets.append(
+            (
+                [row for row in mine if row["bucket"] != ALL],
+                [counts.get((row["bucket"], name), zero) for row in mine if row["bucket"] != ALL],
+                drift_blocks,
+                drift_columns(),
+            )
+        )
+    totals = [total] + [
+        next(row for row in rows if row[C.FEATURE] == name and row["bucket"] == ALL)
+        for name in names
+    ]
+    everything = [*flag_rows, *rows]
+    before = None
+    while before != everything:
+        before = [dict(row) for row in everything]
+        for (members, values, blocks, columns), whole in zip(sets, totals, strict=True):
+            protect(members, values, whole, blocks, small, columns)
+        gone = {  # a bucket with no values of a feature (n 0) is hidden only for want of them
+            row["bucket"]
+            for (members, values, _, _) in sets
+            for row, value in zip(members, values, strict=True)
+            if not shown(row.get(C.N)) and np.sum(value) > 0
+        }
+        for row in flag_rows:
+            if row["bucket"] in gone:
+                hide(row, flag_columns())
+        for row in rows:
+            if row["bucket"] in gone:
+                hide(row, drift_columns())
 
 
 def _alerts(rows: Sequence[Row], buckets: set[str]) -> list[Row]:
@@ -183,6 +255,8 @@ def _flag_rows(flags: Iterable[FlagCell], expected: float | None, small: int) ->
             rows.append(row | dict.fromkeys(flag_columns(), C.SUPPRESSED))
             continue
         rate, low, high = wilson(flagged, n) or (None, None, None)
+        if hides(flagged, n, small):  # flag_rate × n: a small count
+            rate = low = high = C.SUPPRESSED
         row |= {C.N: n, C.FLAG_RATE: rate, C.FLAG_RATE + C.LOW: low, C.FLAG_RATE + C.HIGH: high}
         rows.append(row)
     return rows

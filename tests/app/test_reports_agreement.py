@@ -188,7 +188,10 @@ def test_nothing_planted_no_group_differs_across_five_seeds(engine: Any) -> None
             groups, weeks, _ = agreement_counts(engine, AgreementQuery(model, *WINDOW, group_by))
             rows = agreement_report(groups, (group_by,), weeks)["groups"]
             big = [row for row in rows if row[C.CARDS] != C.SUPPRESSED and row[C.CARDS] >= 100]
-            assert len(big) >= 2 and sum(group.n for group in groups) > 1000
+            # by sex a third group of 1–2 hides the second big group too (complementary)
+            assert len(big) >= (1 if group_by == "sex" else 2)
+            assert sum(group.n for group in groups) > 1000
+            big = [row for row in big if row[C.OVERRIDE_RATE] != C.SUPPRESSED]
             flagged = [
                 (a[group_by], b[group_by])
                 for a, b in itertools.combinations(big, 2)

@@ -9,6 +9,7 @@ from sklearn.metrics import cohen_kappa_score, f1_score
 
 from fairness import columns as C
 from fairness.agreement import (
+    RELIANCE,
     RESPONSES,
     Cell,
     agreement_measures,
@@ -17,6 +18,7 @@ from fairness.agreement import (
     metric_columns,
     trend_columns,
 )
+from fairness.report import hides
 from fairness.stats import cohen_kappa, histogram_quantile
 
 
@@ -112,15 +114,156 @@ def test_small_groups_and_counts_are_suppressed_and_overall_adds_up() -> None:
     assert report["thresholds"]["min_cell"] == 10
     rows = {row["site"]: row for row in report["groups"]}
     assert all(rows["tiny"][name] == C.SUPPRESSED for name in metric_columns())
-    big = rows["big"]
-    assert big[C.CARDS] == 400 and big[C.NO_RESPONSE] == C.SUPPRESSED  # about 8 of 400
-    overridden = int(((group == "big") & (response == 2)).sum())
-    responded = int(((group == "big") & (response > 0)).sum())
-    assert big[C.OVERRIDDEN] == overridden
-    assert big[C.OVERRIDE_RATE] == pytest.approx(overridden / responded)
-    assert big[C.OVERRIDE_RATE + C.LOW] < big[C.OVERRIDE_RATE] < big[C.OVERRIDE_RATE + C.HIGH]
-    assert big[C.OVERRIDDEN_HIGH + C.EVENT_RATE_SUFFIX] is None  # no outcomes
+    # overall (407) − big would give tiny's 7: big is hidden too (complementary suppression)
+    assert all(rows["big"][name] == C.SUPPRESSED for name in metric_columns())
     assert report["overall"][C.CARDS] == 407 and report["overall"]["site"] == "all"
     trend = report["trend"]
     assert [row["week"] for row in trend] == ["2026-01-05", "2026-01-12"]
     assert all(trend[1][name] == C.SUPPRESSED for name in trend_columns()[1:])
+    assert all(trend[0][name] == C.SUPPRESSED for name in trend_columns()[1:])
+
+
+def leaky_groups(seed: int) -> tuple[list, list]:
+    """Groups from big to tiny, with outcomes, comments, reasons and weeks: many small cells."""
+    rng = np.random.default_rng(seed)
+    cells: list = []
+    week_cells: list = []
+    reasons: list = []
+    for size, key in ((600, "a"), (240, "b"), (90, "c"), (35, "d"), (14, "e"), (6, "f")):
+        for f in (0, 1):
+            for r in range(3):
+                count = int(rng.binomial(size, [[0.35, 0.2, 0.05], [0.2, 0.12, 0.08]][f][r]))
+                if count:
+                    event = int(rng.random() < 0.3)
+                    cells.append(((key,), bool(f), RESPONSES[r], event, count, count // 7))
+                    week = ("2026-01-05", "2026-01-12", "2026-01-19")[int(rng.integers(3))]
+                    week_cells.append(((week,), bool(f), RESPONSES[r], event, count, 0))
+        for code in ("x", "y", "z"):
+            number = int(rng.binomial(size, 0.03))
+            if number:
+                reasons.append(((key,), "s", code, code, number))
+    return from_cells(cells, (), reasons), from_cells(week_cells)
+
+
+def assert_nothing_hidden_follows(rows: list, counts: list, total: dict, names: dict) -> None:
+    """No hidden count of a row follows from a rate × its denominator or cards − its other
+    counts, and no hidden group's count from the overall − the shown groups."""
+    for row, group in zip(rows, counts, strict=True):
+        truth = {name: value(group) for name, value in names.items()}
+        hidden = {v for name, v in truth.items() if row.get(name) == C.SUPPRESSED and 0 < v < 10}
+        numbers = [v for v in row.values() if isinstance(v, int) and not isinstance(v, bool)]
+        for rate in (C.RESPONSE_RATE, C.OVERRIDE_RATE, C.RAW_AGREEMENT):
+            if isinstance(row.get(rate), float):
+                for base in [
+                    *numbers,
+                    *(
+                        n * row[C.RESPONSE_RATE]
+                        for n in numbers
+                        if isinstance(row.get(C.RESPONSE_RATE), float)
+                    ),
+                ]:
+                    for derived in (row[rate] * base, (1 - row[rate]) * base):
+                        assert round(derived, 6) not in hidden, (row, rate)
+        parts = [C.ACCEPTED, C.OVERRIDDEN, C.NO_RESPONSE]
+        if isinstance(row.get(C.CARDS), int) and all(n in truth for n in parts):
+            gone = [truth[n] for n in parts if not isinstance(row.get(n), int) and truth[n]]
+            assert len(gone) != 1, row  # cards − the others would give it back
+    for name, value in names.items():
+        if isinstance(total.get(name), int):
+            gone = [
+                value(g)
+                for g, row in zip(counts, rows, strict=True)
+                if row.get(name) == C.SUPPRESSED and value(g) > 0
+            ]
+            assert len(gone) != 1, name
+
+
+COUNT_OF = {
+    C.CARDS: lambda g: g.n,
+    C.HIGH_RISK: lambda g: int(g.cards[1].sum()),
+    C.ACCEPTED: lambda g: g.shown(1),
+    C.OVERRIDDEN: lambda g: g.shown(2),
+    C.NO_RESPONSE: lambda g: g.shown(0),
+    C.COMMENTS: lambda g: g.comments,
+}
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_no_hidden_count_follows_from_rates_rows_groups_reasons_or_weeks(seed: int) -> None:
+    """The reviewer's leaks: override_rate × responded, cards − the other counts, overall − the
+    groups (counts and reasons), and reason rows of a hidden group all gave a hidden count."""
+    groups, weeks = leaky_groups(seed)
+    report = agreement_report(groups, ("g",), weeks)
+    rows, whole = report["groups"], report["overall"]
+    assert_nothing_hidden_follows(rows, groups, whole, COUNT_OF)
+    for name, flag, response in RELIANCE:
+        rate = name + C.EVENT_RATE_SUFFIX
+        for row, group in zip(rows, groups, strict=True):
+            events, labelled = (
+                int(group.events[flag, response]),
+                int(group.labelled[flag, response]),
+            )
+            if isinstance(row[rate], float):
+                assert not hides(events, labelled, 10)
+    hidden = {row["g"] for row in rows if row[C.CARDS] == C.SUPPRESSED}
+    assert "f" in hidden and len(hidden) >= 2
+    assert not [r for r in report["reasons"] if r["g"] in hidden]  # a hidden group names none
+    overall = {r["override_code"]: r[C.REASON_COUNT] for r in report["reasons"] if r["g"] == "all"}
+    for code, number in overall.items():
+        if isinstance(number, int):
+            shown = sum(
+                r[C.REASON_COUNT]
+                for r in report["reasons"]
+                if r["override_code"] == code
+                and r["g"] != "all"
+                and isinstance(r[C.REASON_COUNT], int)
+            )
+            gone = [g.reasons.get(("s", code, code), 0) for g in groups]
+            gone = [
+                v
+                for g, v in zip(groups, gone, strict=True)
+                if v
+                and not any(
+                    r["g"] == g.key[0]
+                    and r["override_code"] == code
+                    and isinstance(r[C.REASON_COUNT], int)
+                    for r in report["reasons"]
+                )
+            ]
+            assert len(gone) != 1 and (number - shown) not in [v for v in gone if v < 10]
+    for row, group in zip(rows, groups, strict=True):  # overridden − its other reasons
+        mine = [r for r in report["reasons"] if r["g"] == row["g"]]
+        if isinstance(row[C.OVERRIDDEN], int):
+            left = row[C.OVERRIDDEN] - sum(
+                r[C.REASON_COUNT] for r in mine if isinstance(r[C.REASON_COUNT], int)
+            )
+            secret = [
+                group.reasons[(r["override_system"], r["override_code"], r["override_display"])]
+                for r in mine
+                if r[C.REASON_COUNT] == C.SUPPRESSED
+            ]
+            assert not (len(secret) == 1 and left == secret[0] and left < 10)
+    trend = report["trend"]
+    trend_counts = {n: COUNT_OF[n] for n in (C.CARDS, C.ACCEPTED, C.OVERRIDDEN)}
+    assert_nothing_hidden_follows(trend, sorted(weeks, key=lambda w: w.key), whole, trend_counts)
+    for row, week in zip(trend, sorted(weeks, key=lambda w: w.key), strict=True):
+        if isinstance(row[C.CARDS], int):  # the no-response count is cards − the others
+            gone = [
+                v
+                for n, v in ((C.ACCEPTED, week.shown(1)), (C.OVERRIDDEN, week.shown(2)))
+                if row[n] == C.SUPPRESSED and v
+            ]
+            assert not (not gone and 0 < week.shown(0) < 10), row
+
+
+def test_the_reviewers_unit_leak_is_gone() -> None:
+    """A tiny group of 3 overrides: its reason row was printed, and overall 33 − big 30 = 3."""
+    cells = [
+        (("big",), True, "overridden", None, 30, 0),
+        (("big",), True, "accepted", None, 40, 0),
+        (("tiny",), True, "overridden", None, 3, 0),
+    ]
+    reasons = [(("big",), "s", "c1", "d", 30), (("tiny",), "s", "c1", "d", 3)]
+    report = agreement_report(from_cells(cells, (), reasons), ("unit",), [])
+    assert all(row[C.CARDS] == C.SUPPRESSED for row in report["groups"])
+    assert [r["unit"] for r in report["reasons"]] == ["all"]

@@ -103,9 +103,63 @@ def test_small_buckets_are_suppressed_and_never_alert() -> None:
     a, b = rows_of(found, "a"), rows_of(found, "b")
     assert all(a["w1"][name] == C.SUPPRESSED for name in (C.N, C.PSI, C.KS, C.MISSING_RATE))
     assert b["w1"][C.PSI] == C.SUPPRESSED  # no counts at all
-    assert b["w2"][C.N] == 22 and b["w2"][C.PSI] == C.SUPPRESSED  # 5 values present
+    # the whole window (31) − w2 (22) would give w1's 9: w2 is hidden too (complementary)
+    assert b["w2"][C.N] == C.SUPPRESSED and b["w2"][C.PSI] == C.SUPPRESSED
     assert rows_of(found, SCORE)["w1"][C.N] == C.SUPPRESSED
     flags = {row["bucket"]: row for row in found["flag_rate"]}
-    assert flags["w1"][C.FLAG_RATE] == C.SUPPRESSED and flags["w2"][C.N] == 22
+    assert flags["w1"][C.FLAG_RATE] == C.SUPPRESSED and flags["w2"][C.N] == C.SUPPRESSED
     only_small = report(cells_for("w1", "a", [0, 1, 8], 0), [("w1", 9, 9)], ["w1"])
     assert only_small["latest_complete_bucket"] is None and only_small["alerts"] == []
+
+
+def test_no_hidden_count_follows_from_rates_or_the_whole_window() -> None:
+    """The reviewer's leaks: missing_rate × n and flag_rate × n gave a small count, and the whole
+    window's n − the other buckets gave a hidden bucket's n."""
+    sizes = {"w1": 500, "w2": 6, "w3": 300, "w4": 40}
+    missing = {"w1": 4, "w2": 1, "w3": 60, "w4": 35}
+    flagged = {"w1": 50, "w2": 2, "w3": 297, "w4": 5}
+    cells: list = []
+    for bucket, n in sizes.items():
+        present = n - missing[bucket]
+        cells += cells_for(
+            bucket, "a", [present // 3, present // 3, present - 2 * (present // 3)], missing[bucket]
+        )
+        cells += cells_for(bucket, SCORE, [n // 2, 0, n - n // 2], 0)
+    flags = [(bucket, n, flagged[bucket]) for bucket, n in sizes.items()]
+    found = report(cells, flags, list(sizes))
+    truth = {ALL: sum(sizes.values()), **sizes}
+    for rows, small in (
+        (rows_of(found, "a"), {b: missing[b] for b in sizes} | {ALL: sum(missing.values())}),
+        ({row["bucket"]: row for row in found["flag_rate"]}, None),
+    ):
+        for bucket, row in rows.items():
+            if isinstance(row[C.N], int):
+                assert row[C.N] == truth[bucket]
+                for rate in (C.MISSING_RATE, C.FLAG_RATE):
+                    if isinstance(row.get(rate), float):
+                        for derived in (row[rate] * row[C.N], (1 - row[rate]) * row[C.N]):
+                            assert not 0 < round(derived, 6) < 10, (bucket, rate)
+        hidden = [truth[b] for b, row in rows.items() if row[C.N] == C.SUPPRESSED]
+        assert len(hidden) != 1  # the whole window − the other buckets would give it back
+        if small is not None and isinstance(rows[ALL][C.MISSING_RATE], float):
+            gone = [small[b] for b in sizes if rows[b][C.MISSING_RATE] == C.SUPPRESSED and small[b]]
+            assert len(gone) != 1
+    # a bucket is hidden alike in every section (its n is the same in each)
+    for section in (rows_of(found, "a"), rows_of(found, SCORE)):
+        assert {b for b, r in section.items() if r[C.N] == C.SUPPRESSED} == {
+            r["bucket"] for r in found["flag_rate"] if r[C.N] == C.SUPPRESSED
+        }
+    assert rows_of(found, "a")["w2"][C.N] == C.SUPPRESSED
+    assert rows_of(found, "a")["w4"][C.N] == C.SUPPRESSED  # the complement of w2
+    assert rows_of(found, "a")["w1"][C.MISSING_RATE] == C.SUPPRESSED  # 4 of 500 missing
+
+
+def test_the_reviewers_unit_drift_leak_is_gone() -> None:
+    """4 of 500 missing was missing_rate × n; all (506) − 2026-01-05 (500) gave the other's 6."""
+    cells = cells_for("b1", "a", [0, 496, 0], 4) + cells_for("b2", "a", [0, 6, 0], 0)
+    found = report(cells, [("b1", 500, 50), ("b2", 6, 2)], ["b1"])
+    a = rows_of(found, "a")
+    assert a["b1"][C.N] == a["b2"][C.N] == C.SUPPRESSED
+    assert a[ALL][C.N] == 506 and a[ALL][C.MISSING_RATE] == C.SUPPRESSED
+    rates = {row["bucket"]: row for row in found["flag_rate"]}
+    assert rates["b1"][C.N] == rates["b2"][C.N] == C.SUPPRESSED and rates[ALL][C.N] == 506
