@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,8 @@ import numpy as np
 import pytest
 
 from app.models.package import ModelPackage, load_package
+from app.store.database import make_engine
+from app.store.migrate import upgrade
 from app.training.dataset import Dataset, load_dataset
 from app.training.synth import CohortConfig, generate_cohort
 from app.training.train import fit_and_package
@@ -31,6 +34,14 @@ class TrainedModel:
     dataset: Dataset
     masks: dict[str, np.ndarray]
     truth: dict[str, dict[str, str]]  # truth.csv rows by "Encounter/<id>"
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Any]:
+    upgrade(database_url)
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
 
 
 @pytest.fixture(scope="session")

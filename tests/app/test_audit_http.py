@@ -29,9 +29,9 @@ from app.factory import BUNDLED_MODELS
 from app.models.package import load_package
 from app.outcomes.store import Outcome, OutcomeStore
 from app.store.database import make_engine
-from app.store.migrate import upgrade
 from tests.app.conftest import TrainedModel
 from tests.conftest import TEST_AUDIT_KEY
+from tests.support.api_tokens import bearer
 from tests.support.bedside_process import record_for
 from tests.support.cds_client import CdsTestClient
 from tests.support.hook_requests import hook_request
@@ -40,14 +40,6 @@ from tests.support.outage import AuditStoreOutage, TcpRelay
 pytestmark = pytest.mark.timeout(600)  # the first test pays for the session's trained model
 DISCHARGE = "readmission-30d-encounter-discharge"
 RunBedside = Callable[..., Any]
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Any]:
-    upgrade(database_url)
-    engine = make_engine(database_url)
-    yield engine
-    engine.dispose()
 
 
 def rows(engine: Any, model: Any) -> list[Any]:
@@ -356,10 +348,6 @@ def test_outcomes_need_an_ingest_or_admin_token_and_keep_good_entries_of_a_bad_b
     assert saved[1]["observed_at"] == datetime(2026, 11, 30, 10, tzinfo=UTC)
     assert {r["source"] for r in saved} == {"api:lab-feed"}
     assert verify_chain(engine, "outcome").broken is None
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def test_audit_reads_need_a_safety_officer_or_admin_and_each_is_logged(

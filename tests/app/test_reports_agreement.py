@@ -25,10 +25,9 @@ from app.models.package import ModelPackage, load_packages
 from app.reports.agreement_queries import AgreementQuery, agreement_counts
 from app.reports.seed import Overriding, SeedConfig, draw_cohort, draw_feedback, seed_store
 from app.settings import Settings
-from app.store.database import make_engine
-from app.store.migrate import upgrade
 from fairness import columns as C
 from fairness.agreement import agreement_report
+from tests.support.api_tokens import bearer
 from tests.support.servers import serve_on_loopback
 
 MODEL = "readmission-30d"
@@ -44,14 +43,6 @@ def packages() -> list[ModelPackage]:
 
 
 @pytest.fixture
-def engine(database_url: str) -> Iterator[Any]:
-    upgrade(database_url)
-    engine = make_engine(database_url)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
 def serve(make_settings: Callable[..., Settings], packages: list[ModelPackage]) -> Serve:
     """Bedside serving the bundled package."""
 
@@ -62,10 +53,6 @@ def serve(make_settings: Callable[..., Settings], packages: list[ModelPackage]) 
             yield f"{base_url}/reports/agreement", http
 
     return run
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def access_count(engine: Any) -> int:

@@ -25,10 +25,9 @@ from app.models.package import ModelPackage, load_packages
 from app.reports.drift_queries import DriftQuery, drift_counts
 from app.reports.seed import Drift, SeedConfig, draw_cohort, draw_features, seed_store
 from app.settings import Settings
-from app.store.database import make_engine
-from app.store.migrate import upgrade
 from fairness import columns as C
 from fairness.drift import ALL, MISSING, SCORE, drift_report
+from tests.support.api_tokens import bearer
 from tests.support.servers import serve_on_loopback
 
 MODEL = "readmission-30d"
@@ -43,14 +42,6 @@ def package() -> ModelPackage:
 
 
 @pytest.fixture
-def engine(database_url: str) -> Iterator[Any]:
-    upgrade(database_url)
-    engine = make_engine(database_url)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
 def serve(make_settings: Callable[..., Settings], package: ModelPackage) -> Serve:
     @contextmanager
     def run() -> Iterator[tuple[str, httpx.Client]]:
@@ -59,10 +50,6 @@ def serve(make_settings: Callable[..., Settings], package: ModelPackage) -> Serv
             yield f"{base_url}/reports/drift", http
 
     return run
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def seeded(package: ModelPackage, **overrides: Any) -> SeedConfig:

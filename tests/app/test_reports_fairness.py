@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,10 +18,9 @@ from app.factory import BUNDLED_MODELS
 from app.models.package import ModelPackage, load_packages
 from app.reports.queries import FairnessQuery, fairness_counts
 from app.reports.seed import Miscalibration, SeedConfig, seed_store
-from app.store.database import make_engine
-from app.store.migrate import upgrade
 from fairness import columns as C
 from fairness.report import fairness_report
+from tests.support.api_tokens import bearer
 
 RunBedside = Callable[..., Any]
 PLANTED = Miscalibration("race", "Black or African American", 0.5)
@@ -31,18 +30,6 @@ START, END = "2026-01-01T00:00:00Z", "2026-04-01T00:00:00Z"
 @pytest.fixture(scope="module")
 def packages() -> list[ModelPackage]:
     return load_packages(BUNDLED_MODELS)
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Any]:
-    upgrade(database_url)
-    engine = make_engine(database_url)
-    yield engine
-    engine.dispose()
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def access_count(engine: Any) -> int:
