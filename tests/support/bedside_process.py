@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -29,6 +30,10 @@ from app.store.timestamps import UtcDateTime
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCK_TIMEOUT_SECONDS = 20.0
+# SQLite hands its write lock to whoever asks while it is free; a waiter sleeps in the busy
+# handler's backoff (up to 100 ms), so a writer appending back to back keeps the lock. A short
+# pause between records, drawn at random, lets waiters in and makes the writers interleave.
+PAUSE_BETWEEN_RECORDS_SECONDS = (0.002, 0.02)
 KEY_LENGTH = 64
 
 # --- audit writers -------------------------------------------------------------------------
@@ -76,12 +81,14 @@ def append_records(
 ) -> None:
     """Process body: wait at ``start`` for the others, then append ``count`` records per chain."""
     engine = make_engine(database_url)
+    pause = random.Random(writer)
     try:
         start.wait(60)
         for index in range(count):
             for chain in chains:
                 with locked_chain(engine, chain, LOCK_TIMEOUT_SECONDS) as appender:
                     appender.append(record_for(chain, writer, index))
+                time.sleep(pause.uniform(*PAUSE_BETWEEN_RECORDS_SECONDS))
     finally:
         engine.dispose()
 
