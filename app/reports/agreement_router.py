@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from app.access.tokens import Principal
 from app.reports.agreement_queries import AgreementQuery, agreement_counts
 from app.reports.common import (
     Reader,
@@ -42,6 +43,22 @@ async def agreement(
     format: str = "json",
 ) -> Response:
     check_format(format)
+    body = await agreement_body(request, principal, model, start, end, group_by, label)
+    if format == "csv":
+        return Response(agreement_csv(body), media_type="text/csv")
+    return JsonResponse(body)
+
+
+async def agreement_body(
+    request: Request,
+    principal: Principal,
+    model: str,
+    start: datetime,
+    end: datetime,
+    group_by: str = "model_version",
+    label: str = DEFAULT_LABEL,
+) -> dict[str, Any]:
+    """Check the parameters, log the read, compute the report: the body every format shows."""
     check_label(label)
     served_package(request, model)
     try:
@@ -54,7 +71,6 @@ async def agreement(
         "end": query.end.isoformat(),
         "group_by": group_by,
         "label": label,
-        "format": format,
     }
     groups, weeks, versions = await logged_report(
         request,
@@ -65,7 +81,7 @@ async def agreement(
         request.app.state.engine,
         query,
     )
-    body: dict[str, Any] = {
+    return {
         "model": model,
         "versions": versions,
         "window": {"start": query.start.isoformat(), "end": query.end.isoformat()},
@@ -73,9 +89,6 @@ async def agreement(
         "group_by": group_by,
         "report": agreement_report(groups, (group_by,), weeks, ReportThresholds()),
     }
-    if format == "csv":
-        return Response(agreement_csv(body), media_type="text/csv")
-    return JsonResponse(body)
 
 
 def agreement_csv(body: dict[str, Any]) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from app.access.tokens import Principal
 from app.models.package import ModelPackage
 from app.reports.common import (
     Reader,
@@ -50,6 +51,25 @@ async def drift(
     format: str = "json",
 ) -> Response:
     check_format(format)
+    body = await drift_body(
+        request, principal, model, start, end, window, missing_difference, feature_share
+    )
+    if format == "csv":
+        return Response(drift_csv(body), media_type="text/csv")
+    return JsonResponse(body)
+
+
+async def drift_body(
+    request: Request,
+    principal: Principal,
+    model: str,
+    start: datetime,
+    end: datetime,
+    window: str = "week",
+    missing_difference: float = 0.10,
+    feature_share: float = 0.30,
+) -> dict[str, Any]:
+    """Check the parameters, log the read, compute the report: the body every format shows."""
     package = served_package(request, model)
     if not (0 <= missing_difference <= 1 and 0 < feature_share <= 1):
         raise ProtocolError.single(400, "missing_difference is in [0, 1], feature_share in (0, 1]")
@@ -65,7 +85,6 @@ async def drift(
         "window": window,
         "missing_difference": missing_difference,
         "feature_share": feature_share,
-        "format": format,
     }
     cells, flags = await logged_report(
         request,
@@ -82,16 +101,13 @@ async def drift(
     report = drift_report(
         cells, flags, package.reference, complete, expected_flag_rate(package), thresholds
     )
-    body: dict[str, Any] = {
+    return {
         "model": model,
         "version": package.version,
         "window": {"start": query.start.isoformat(), "end": query.end.isoformat()},
         "granularity": window,
         "report": report,
     }
-    if format == "csv":
-        return Response(drift_csv(body), media_type="text/csv")
-    return JsonResponse(body)
 
 
 def drift_csv(body: dict[str, Any]) -> str:

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
+from app.access.tokens import Principal
 from app.models.package import ModelPackage
 from app.reports.common import (
     Reader,
@@ -54,8 +55,27 @@ async def fairness(
     row's n and labelled, which complementary suppression protects (a 1–9 total is suppressed,
     and a total minus the shown groups never gives a hidden group's count)."""
     check_format(format)
+    body = await fairness_body(request, principal, model, start, end, group_by, label, threshold)
+    if format == "csv":
+        return Response(fairness_csv(body), media_type="text/csv")
+    return JsonResponse(body)
+
+
+async def fairness_body(
+    request: Request,
+    principal: Principal,
+    model: str,
+    start: datetime,
+    end: datetime,
+    group_by: str = "sex",
+    label: str = DEFAULT_LABEL,
+    threshold: float | None = None,
+) -> dict[str, Any]:
+    """Check the parameters, log the read, compute the report: the body every format shows."""
     check_label(label)
     package = served_package(request, model)
+    if threshold is not None and not 0 <= threshold <= 1:
+        raise ProtocolError.single(400, "threshold is in [0, 1]")
     used = _high_threshold(package) if threshold is None else threshold
     try:
         query = FairnessQuery(model, utc(start), utc(end), tuple(group_by.split(",")), used, label)
@@ -68,7 +88,6 @@ async def fairness(
         "group_by": group_by,
         "label": label,
         "threshold": threshold,
-        "format": format,
     }
     groups, versions = await logged_report(
         request,
@@ -80,7 +99,7 @@ async def fairness(
         query,
     )
     report = fairness_report(groups, query.group_by, ReportThresholds())
-    body: dict[str, Any] = {
+    return {
         "model": model,
         "versions": versions,
         "window": {"start": query.start.isoformat(), "end": query.end.isoformat()},
@@ -91,9 +110,6 @@ async def fairness(
         "labelled": report["overall"][C.LABELLED],
         "report": report,
     }
-    if format == "csv":
-        return Response(fairness_csv(body), media_type="text/csv")
-    return JsonResponse(body)
 
 
 def fairness_csv(body: dict[str, Any]) -> str:
