@@ -18,11 +18,14 @@ from sqlalchemy.engine import Engine
 from app.access.log import record_access_sync
 from app.access.tokens import Principal
 from app.audit.export import export_tables, write_export
-from app.audit.ledger import TIME_COLUMNS, heads, purge_before, verify_chain
+from app.audit.ledger import heads, purge_before, reindex, verify_chain
 from app.audit.tables import CHAINS
 from app.settings import Settings
 from app.store.database import make_engine
 from app.store.migrate import upgrade_engine
+
+# Purge and reindex rewrite the report index: minutes on a large store, not seconds.
+MAINTENANCE_TIMEOUT_SECONDS = 900.0
 
 
 def cli_principal() -> Principal:
@@ -51,6 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     purge.add_argument(
         "--before", type=_instant, help="cut-off (default: now - BEDSIDE_AUDIT_RETENTION_DAYS)"
+    )
+    actions.add_parser(
+        "reindex", help="derive the report index again from the chains (after a restore)"
     )
 
 
@@ -128,10 +134,24 @@ def _purge(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
         {"before": cutoff.isoformat()},
         settings.audit_write_timeout_seconds,
     )
-    for name in TIME_COLUMNS:
-        removed = purge_before(engine, name, cutoff, settings.audit_write_timeout_seconds)
-        print(f"{name}: {removed} records before {cutoff.isoformat()} deleted")
+    removed = purge_before(engine, cutoff, MAINTENANCE_TIMEOUT_SECONDS)
+    for name, count in removed.items():
+        print(f"{name}: {count} records before {cutoff.isoformat()} deleted")
     return 0
 
 
-ACTIONS = {"verify": _verify, "head": _head, "export": _export, "purge": _purge}
+def _reindex(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
+    record_access_sync(
+        engine, cli_principal(), "audit reindex", {}, settings.audit_write_timeout_seconds
+    )
+    print(f"report index: {reindex(engine, MAINTENANCE_TIMEOUT_SECONDS)} predictions indexed")
+    return 0
+
+
+ACTIONS = {
+    "verify": _verify,
+    "head": _head,
+    "export": _export,
+    "purge": _purge,
+    "reindex": _reindex,
+}

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.audit.chain import BrokenLink, ChainedRecord, link_hash, verify
+from app.audit.report_index import index_appended, rebuild
 from app.audit.tables import CHAINS, ChainHead
 from app.store.database import StoreUnavailable
 
@@ -100,6 +101,7 @@ class ChainAppender:
         if not self._pending:
             return
         self.connection.execute(insert(self.table), self._pending)
+        index_appended(self.connection, self.head.name, self._pending)
         self.connection.execute(
             update(ChainHead)
             .where(ChainHead.name == self.head.name)  # type: ignore[arg-type]
@@ -236,24 +238,51 @@ def _tail_check(head: Head, counted: _Counter) -> BrokenLink | None:
     )
 
 
-def purge_before(engine: Engine, name: str, cutoff: datetime, timeout_seconds: float) -> int:
-    """Delete ``name``'s records dated before ``cutoff``; the chain then starts after them."""
+# Chains the report index derives from, in the order every transaction that holds several of
+# their locks takes them (an outcome append holds outcome, then prediction), so none deadlock.
+INDEXED_CHAINS = ("feedback", "outcome", "prediction")
+
+
+@contextmanager
+def locked_index(engine: Engine, timeout_seconds: float) -> Iterator[Connection]:
+    """A transaction holding the locks of every chain the report index derives from."""
+    first, *others = INDEXED_CHAINS
+    with locked_chain(engine, first, timeout_seconds) as chain:
+        for name in others:
+            _head(chain.connection, name, for_update=True)
+        yield chain.connection
+
+
+def reindex(engine: Engine, timeout_seconds: float) -> int:
+    """Derive the report index again from the chains; the number of predictions indexed."""
+    with locked_index(engine, timeout_seconds) as connection:
+        return rebuild(connection)
+
+
+def purge_before(engine: Engine, cutoff: datetime, timeout_seconds: float) -> dict[str, int]:
+    """Delete the prediction, feedback and outcome records dated before ``cutoff`` (each chain
+    then starts after them; the access log is kept) and derive the report index again from what
+    is left; records removed per chain."""
+    with locked_index(engine, timeout_seconds) as connection:
+        removed = {name: _purge(connection, name, cutoff) for name in TIME_COLUMNS}
+        if any(removed.values()):
+            rebuild(connection)
+    return removed
+
+
+def _purge(connection: Connection, name: str, cutoff: datetime) -> int:
     table = table_of(name)
     when = table.c[TIME_COLUMNS[name]]
-    with locked_chain(engine, name, timeout_seconds) as chain:
-        connection = chain.connection
-        last = connection.execute(
-            select(func.max(table.c.sequence)).where(when < cutoff)
-        ).scalar_one()
-        if last is None:
-            return 0
-        last_hash = connection.execute(
-            select(table.c.record_hash).where(table.c.sequence == last)
-        ).scalar_one()
-        removed = connection.execute(delete(table).where(table.c.sequence <= last)).rowcount
-        connection.execute(
-            update(ChainHead)
-            .where(ChainHead.name == name)  # type: ignore[arg-type]
-            .values(base_sequence=last, base_hash=last_hash)
-        )
+    last = connection.execute(select(func.max(table.c.sequence)).where(when < cutoff)).scalar_one()
+    if last is None:
+        return 0
+    last_hash = connection.execute(
+        select(table.c.record_hash).where(table.c.sequence == last)
+    ).scalar_one()
+    removed = connection.execute(delete(table).where(table.c.sequence <= last)).rowcount
+    connection.execute(
+        update(ChainHead)
+        .where(ChainHead.name == name)  # type: ignore[arg-type]
+        .values(base_sequence=last, base_hash=last_hash)
+    )
     return int(removed)

@@ -33,6 +33,7 @@ def register_packages(engine: Engine, packages: list[ModelPackage]) -> None:
                         last_started_at=now,
                         fingerprint=orjson.dumps(package.fingerprint).decode(),
                         performance=orjson.dumps(package.card.get("performance", {})).decode(),
+                        reference=orjson.dumps(package.reference).decode(),
                     )
                 )
                 session.commit()
@@ -41,7 +42,7 @@ def register_packages(engine: Engine, packages: list[ModelPackage]) -> None:
                 connection.execute(
                     update(ModelVersionRecord)
                     .where(ModelVersionRecord.package_hash == package.package_hash)  # type: ignore[arg-type]
-                    .values(last_started_at=now)
+                    .values(last_started_at=now, reference=orjson.dumps(package.reference).decode())
                 )
 
 

@@ -7,10 +7,10 @@ Patients, encounters, clinicians and source resources appear only as keyed HMACs
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from uuid import UUID
 
-from sqlalchemy import Text
+from sqlalchemy import Index, Text
 from sqlmodel import Field, SQLModel
 
 from app.store.timestamps import UtcDateTime
@@ -156,6 +156,66 @@ class ModelVersionRecord(SQLModel, table=True):
     last_started_at: datetime = Field(sa_type=UtcDateTime)
     fingerprint: str = Field(sa_type=Text, description="JSON: training data hash, counts, dates")
     performance: str = Field(sa_type=Text, description="JSON: the model card's test performance")
+    reference: str | None = Field(
+        default=None, sa_type=Text, description="JSON: the package's training reference (drift)"
+    )
+
+
+class ReportFact(SQLModel, table=True):
+    """The report index's row of one prediction (:mod:`app.audit.report_index`): derived from
+    the chains, not part of them, written in the same transaction; what the reports group and
+    count, with the card's latest clinician response."""
+
+    __tablename__ = "report_fact"
+    __table_args__ = (Index("ix_report_fact_model_created", "model", "created_at"),)
+
+    sequence: int = Field(primary_key=True, description="the prediction's sequence")
+    created_at: datetime = Field(sa_type=UtcDateTime)
+    model: str = Field(max_length=128)
+    model_version: str = Field(max_length=64)
+    package_hash: str = Field(max_length=KEY_LENGTH)
+    card_uuid: UUID = Field(unique=True)
+    encounter_key: str | None = Field(default=None, max_length=KEY_LENGTH, index=True)
+    card_shown: bool
+    band: str = Field(max_length=32)
+    probability: float
+    sex: str = Field(max_length=64)
+    age_band: str = Field(max_length=16)
+    race: str = Field(max_length=128)
+    ethnicity: str = Field(max_length=128)
+    language: str = Field(max_length=64)
+    response: str | None = Field(default=None, max_length=16, description="latest answer")
+    response_sequence: int | None = Field(default=None, description="its feedback sequence")
+    override_system: str | None = None
+    override_code: str | None = None
+    override_display: str | None = None
+    commented: bool = Field(default=False, description="the latest answer has a comment")
+    first_response_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+class ReportLabel(SQLModel, table=True):
+    """The latest outcome value of a prediction per label: by its card and by its encounter (the
+    card's wins in reports)."""
+
+    __tablename__ = "report_label"
+
+    label: str = Field(primary_key=True, max_length=64)
+    sequence: int = Field(primary_key=True, description="the prediction's sequence")
+    card_value: float | None = None
+    encounter_value: float | None = None
+
+
+class FeatureBinCount(SQLModel, table=True):
+    """Predictions per (package, UTC day, feature, reference bin): the drift report's input,
+    binned at write time with the package's training deciles (MISSING for a missing value)."""
+
+    __tablename__ = "feature_bin_count"
+
+    package_hash: str = Field(primary_key=True, max_length=KEY_LENGTH)
+    day: date = Field(primary_key=True)
+    feature: str = Field(primary_key=True, max_length=128)
+    bin: int = Field(primary_key=True)
+    count: int
 
 
 CHAINS: dict[str, type[Chained]] = {

@@ -1,22 +1,21 @@
 """SQL (Core, SQLite and PostgreSQL) that aggregates shown cards, their clinicians' latest
-response and latest outcome into cells for the agreement report; no prediction row reaches
-Python."""
+response and latest outcome into cells for the agreement report, from the report index
+(:mod:`app.audit.report_index`); no prediction row reaches Python."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, case, func, select, true
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
-from app.audit.tables import FeedbackRecord
-from app.reports.queries import COHORT_COLUMNS, DEFAULT_LABEL, PREDICTION, latest_outcome
+from app.reports.queries import COHORT_COLUMNS, DEFAULT_LABEL, FACT, label_value, with_label
 from app.reports.sql import FloorInt, HoursBetween, WeekStart
 from fairness.agreement import AgreementCounts, Cell, from_cells
 
-FEEDBACK = FeedbackRecord.__table__  # type: ignore[attr-defined]
 GROUPINGS = ("model_version", "band", "indicator", *COHORT_COLUMNS, "week")
 HIGH_BAND = "high"
 
@@ -40,125 +39,111 @@ class AgreementQuery:
 
 def _group(name: str) -> Any:
     if name == "indicator":
-        return case((PREDICTION.c.band == HIGH_BAND, "warning"), else_="info")
+        return case((FACT.c.band == HIGH_BAND, "warning"), else_="info")
     if name == "week":
-        return WeekStart(PREDICTION.c.created_at)
-    return PREDICTION.c[name]
+        return WeekStart(FACT.c.created_at)
+    return FACT.c[name]
 
 
-def _of_card(column: Any) -> Any:
-    """``column`` aggregated over the card's feedback: a correlated subquery on its index."""
+def _shown(query: AgreementQuery) -> Any:
     return (
-        select(column)
-        .where(FEEDBACK.c.card_uuid == PREDICTION.c.card_uuid)
-        .correlate(PREDICTION)
-        .scalar_subquery()
+        (FACT.c.model == query.model)
+        & (FACT.c.card_shown == true())
+        & (FACT.c.created_at >= query.start)
+        & (FACT.c.created_at < query.end)
     )
 
 
 def _rows(query: AgreementQuery, group_by: str) -> Any:
     """One row per shown card: group, flag, latest response (its reason and comment), hours to
     the first response and the latest outcome's event."""
-    value = func.coalesce(
-        latest_outcome(query.label, "card_uuid"), latest_outcome(query.label, "encounter_key")
-    )
-    cards = (
+    value = label_value()
+    hours = HoursBetween(FACT.c.first_response_at, FACT.c.created_at)
+    return (
         select(
             _group(group_by).label("grp"),
-            case((PREDICTION.c.band == HIGH_BAND, 1), else_=0).label("flag"),
-            value.label("value"),
-            PREDICTION.c.created_at,
-            _of_card(func.max(FEEDBACK.c.sequence)).label("latest"),
-            _of_card(func.min(FEEDBACK.c.outcome_timestamp)).label("first_at"),
-        )
-        .where(
-            (PREDICTION.c.model == query.model)
-            & (PREDICTION.c.card_shown == true())
-            & (PREDICTION.c.created_at >= query.start)
-            & (PREDICTION.c.created_at < query.end)
-        )
-        .subquery()
-    )
-    answer = FEEDBACK.alias("answer")
-    comment = answer.c.user_comment
-    hours = HoursBetween(cards.c.first_at, cards.c.created_at)
-    return (
-        select(
-            cards.c.grp,
-            cards.c.flag,
-            answer.c.outcome.label("response"),
-            case((cards.c.value.is_(None), None), (cards.c.value >= 0.5, 1), else_=0).label(
-                "event"
-            ),
-            case((comment.is_not(None) & (func.length(comment) > 0), 1), else_=0).label("comment"),
+            WeekStart(FACT.c.created_at).label("week"),
+            FACT.c.model_version,
+            FACT.c.created_at,
+            case((FACT.c.band == HIGH_BAND, 1), else_=0).label("flag"),
+            FACT.c.response,
+            case((value.is_(None), None), (value >= 0.5, 1), else_=0).label("event"),
+            case((FACT.c.commented == true(), 1), else_=0).label("comment"),
             FloorInt(case((hours < 0, 0.0), else_=hours)).label("hours"),
-            answer.c.override_system,
-            answer.c.override_code,
-            answer.c.override_display,
+            FACT.c.override_system,
+            FACT.c.override_code,
+            FACT.c.override_display,
         )
-        .select_from(cards.outerjoin(answer, answer.c.sequence == cards.c.latest))
+        .select_from(with_label(query.label))
+        .where(_shown(query))
         .subquery()
     )
 
 
-def cells_statement(query: AgreementQuery, group_by: str) -> Select[Any]:
-    """cards and comments per (group, flag, response, event)."""
-    rows = _rows(query, group_by)
-    keys = [rows.c.grp, rows.c.flag, rows.c.response, rows.c.event]
-    return select(*keys, func.count(), func.sum(rows.c.comment)).group_by(*keys)
-
-
-def delays_statement(query: AgreementQuery) -> Select[Any]:
-    """Responded cards per (group, whole hours from card to first response)."""
+def cells_statement(query: AgreementQuery) -> Select[Any]:
+    """Cards, comments and first/last card time per (group, week, version, flag, response,
+    event, whole hours to the first response, override reason): one scan for every part of the
+    report."""
     rows = _rows(query, query.group_by)
-    keys = [rows.c.grp, rows.c.hours]
-    return select(*keys, func.count()).where(rows.c.response.is_not(None)).group_by(*keys)
-
-
-def reasons_statement(query: AgreementQuery) -> Select[Any]:
-    """Overridden cards per (group, override system, code, display)."""
-    rows = _rows(query, query.group_by)
-    keys = [rows.c.grp, rows.c.override_system, rows.c.override_code, rows.c.override_display]
-    overridden = rows.c.response == "overridden"
-    return select(*keys, func.count()).where(overridden).group_by(*keys)
-
-
-def versions_statement(query: AgreementQuery) -> Select[Any]:
-    """Cards shown, first and last card time per model version in the window."""
-    version, created = PREDICTION.c.model_version, PREDICTION.c.created_at
-    return (
-        select(version, func.count(), func.min(created), func.max(created))
-        .where(
-            (PREDICTION.c.model == query.model)
-            & (PREDICTION.c.card_shown == true())
-            & (created >= query.start)
-            & (created < query.end)
-        )
-        .group_by(version)
-        .order_by(version)
-    )
-
-
-def _cells(connection: Connection, query: AgreementQuery, group_by: str) -> list[Cell]:
-    return [
-        ((str(grp),), bool(flag), response, event, count, int(comments or 0))
-        for grp, flag, response, event, count, comments in connection.execute(
-            cells_statement(query, group_by)
-        )
+    keys = [
+        rows.c.grp,
+        rows.c.week,
+        rows.c.model_version,
+        rows.c.flag,
+        rows.c.response,
+        rows.c.event,
+        rows.c.hours,
+        rows.c.override_system,
+        rows.c.override_code,
+        rows.c.override_display,
     ]
+    aggregates = (
+        func.count(),
+        func.sum(rows.c.comment),
+        func.min(rows.c.created_at),
+        func.max(rows.c.created_at),
+    )
+    return select(*keys, *aggregates).group_by(*keys)
 
 
 def agreement_counts(
     engine: Engine, query: AgreementQuery
 ) -> tuple[list[AgreementCounts], list[AgreementCounts], list[dict[str, Any]]]:
-    """The group counts, the weekly counts and the model versions seen, in one transaction."""
+    """The group counts, the weekly counts and the model versions seen, from one query."""
+    group_cells: Counter[tuple[Any, ...]] = Counter()
+    week_cells: Counter[tuple[Any, ...]] = Counter()
+    delays: Counter[tuple[Any, ...]] = Counter()
+    reasons: Counter[tuple[Any, ...]] = Counter()
+    versions: dict[str, dict[str, Any]] = {}
     with engine.connect() as connection:
-        delays = [((str(g),), int(h), n) for g, h, n in connection.execute(delays_statement(query))]
-        reasons = [((str(g),), *rest) for g, *rest in connection.execute(reasons_statement(query))]
-        groups = from_cells(_cells(connection, query, query.group_by), delays, reasons)
-        weeks = from_cells(_cells(connection, query, "week"))
-        versions = [
-            {"version": version, "cards": count, "first": first, "last": last}
-            for version, count, first, last in connection.execute(versions_statement(query))
-        ]
-    return groups, weeks, versions
+        for row in connection.execute(cells_statement(query)):
+            grp, week, version, flag, response, event, hours = row[:7]
+            system, code, display, count, comments, first, last = row[7:]
+            comments = int(comments or 0)
+            for cells, key in ((group_cells, (str(grp),)), (week_cells, (str(week),))):
+                cells[(key, bool(flag), response, event, "cards")] += count
+                cells[(key, bool(flag), response, event, "comments")] += comments
+            if response is not None:
+                delays[((str(grp),), int(hours))] += count
+            if response == "overridden":
+                reasons[((str(grp),), system, code, display)] += count
+            seen = versions.setdefault(
+                version, {"version": version, "cards": 0, "first": first, "last": last}
+            )
+            seen["cards"] += count
+            seen["first"], seen["last"] = min(seen["first"], first), max(seen["last"], last)
+    groups = from_cells(_cells(group_cells), _flat(delays), _flat(reasons))
+    weeks = from_cells(_cells(week_cells))
+    return groups, weeks, [versions[version] for version in sorted(versions)]
+
+
+def _cells(counts: Counter[tuple[Any, ...]]) -> list[Cell]:
+    keys = {key[:4] for key in counts}
+    return [
+        (*key, counts[(*key, "cards")], counts[(*key, "comments")])
+        for key in sorted(keys, key=repr)
+    ]
+
+
+def _flat(counts: Counter[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    return [(*key, count) for key, count in counts.items()]

@@ -1,5 +1,6 @@
 """SQL (Core, SQLite and PostgreSQL) that aggregates predictions and their latest outcomes into
-(group, risk bin, event) cells; no prediction row reaches Python."""
+(group, risk bin, event) cells from the report index (:mod:`app.audit.report_index`); no
+prediction row reaches Python."""
 
 from __future__ import annotations
 
@@ -8,16 +9,16 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, case, func, literal_column, select
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
-from app.audit.tables import OutcomeRecord, PredictionRecord
+from app.audit.tables import ReportFact, ReportLabel
 from app.reports.sql import FloorInt
 from fairness.counts import BINS, Cell, GroupCounts, from_cells
 
 COHORT_COLUMNS = ("sex", "age_band", "race", "ethnicity", "language")
 DEFAULT_LABEL = "readmission_30d"
-PREDICTION = PredictionRecord.__table__  # type: ignore[attr-defined]
-OUTCOME = OutcomeRecord.__table__  # type: ignore[attr-defined]
+FACT = ReportFact.__table__  # type: ignore[attr-defined]
+LABEL = ReportLabel.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -40,81 +41,64 @@ class FairnessQuery:
             raise ValueError("start must be before end")
 
 
-def latest_outcome(label: str, key: str) -> Any:
-    """The value of the latest received ``label`` outcome for the prediction's ``key``
-    (card_uuid or encounter_key): a correlated subquery, served by the outcome's key index."""
-    return (
-        select(OUTCOME.c.value)
-        .where(OUTCOME.c.label == label, OUTCOME.c[key] == PREDICTION.c[key])
-        .order_by(OUTCOME.c.sequence.desc())
-        .limit(1)
-        .correlate(PREDICTION)
-        .scalar_subquery()
-    )
+def with_label(label: str) -> Any:
+    """The facts joined to their ``label`` outcomes (at most one row each)."""
+    return FACT.outerjoin(LABEL, (LABEL.c.sequence == FACT.c.sequence) & (LABEL.c.label == label))
+
+
+def label_value() -> Any:
+    """The latest outcome value: the card's, else the encounter's (NULL: none received)."""
+    return func.coalesce(LABEL.c.card_value, LABEL.c.encounter_value)
 
 
 def _in_window(query: FairnessQuery) -> Any:
     return (
-        (PREDICTION.c.model == query.model)
-        & (PREDICTION.c.created_at >= query.start)
-        & (PREDICTION.c.created_at < query.end)
+        (FACT.c.model == query.model)
+        & (FACT.c.created_at >= query.start)
+        & (FACT.c.created_at < query.end)
     )
 
 
 def cells_statement(query: FairnessQuery) -> Select[Any]:
-    """count, flagged, Σp, Σp² per (group..., bin, event); event is NULL without an outcome, the
-    card's outcome winning over the encounter's."""
-    value = func.coalesce(
-        latest_outcome(query.label, "card_uuid"), latest_outcome(query.label, "encounter_key")
-    )
-    probability = PREDICTION.c.probability
+    """count, flagged, Σp, Σp², first and last prediction time per (group..., bin, event,
+    version); event is NULL without an outcome, the card's outcome winning over the
+    encounter's. One scan gives the cells and the versions seen."""
+    value = label_value()
+    probability = FACT.c.probability
     rows = (
         select(
-            *(PREDICTION.c[name] for name in query.group_by),
+            *(FACT.c[name] for name in query.group_by),
             FloorInt(probability * literal_column(str(BINS))).label("bin"),
             case((value.is_(None), None), (value >= 0.5, 1), else_=0).label("event"),
+            FACT.c.model_version,
             case((probability >= query.threshold, 1), else_=0).label("flag"),
             probability.label("p"),
+            FACT.c.created_at,
         )
+        .select_from(with_label(query.label))
         .where(_in_window(query))
         .subquery()
     )
-    keys = [rows.c[name] for name in (*query.group_by, "bin", "event")]
+    keys = [rows.c[name] for name in (*query.group_by, "bin", "event", "model_version")]
     sums = (func.sum(rows.c.flag), func.sum(rows.c.p), func.sum(rows.c.p * rows.c.p))
-    return select(*keys, func.count(), *sums).group_by(*keys)
-
-
-def versions_statement(query: FairnessQuery) -> Select[Any]:
-    """Predictions, first and last prediction time per model version in the window."""
-    version = PREDICTION.c.model_version
-    return (
-        select(
-            version,
-            func.count(),
-            func.min(PREDICTION.c.created_at),
-            func.max(PREDICTION.c.created_at),
-        )
-        .where(_in_window(query))
-        .group_by(version)
-        .order_by(version)
-    )
-
-
-def _cells(connection: Connection, query: FairnessQuery) -> list[Cell]:
-    width = len(query.group_by)
-    return [
-        (tuple(row[:width]), *row[width:]) for row in connection.execute(cells_statement(query))
-    ]
+    times = (func.min(rows.c.created_at), func.max(rows.c.created_at))
+    return select(*keys, func.count(), *sums, *times).group_by(*keys)
 
 
 def fairness_counts(
     engine: Engine, query: FairnessQuery
 ) -> tuple[list[GroupCounts], list[dict[str, Any]]]:
-    """The group counts and the model versions seen, in one read transaction."""
+    """The group counts and the model versions seen, from one query."""
+    width = len(query.group_by)
+    cells: list[Cell] = []
+    versions: dict[str, dict[str, Any]] = {}
     with engine.connect() as connection:
-        groups = from_cells(_cells(connection, query))
-        seen = [
-            {"version": version, "predictions": count, "first": first, "last": last}
-            for version, count, first, last in connection.execute(versions_statement(query))
-        ]
-    return groups, seen
+        for row in connection.execute(cells_statement(query)):
+            bin_, event, version, count, flagged, sum_p, sum_p2, first, last = row[width:]
+            cells.append((tuple(row[:width]), bin_, event, count, flagged, sum_p, sum_p2))
+            seen = versions.setdefault(
+                version, {"version": version, "predictions": 0, "first": first, "last": last}
+            )
+            seen["predictions"] += count
+            seen["first"], seen["last"] = min(seen["first"], first), max(seen["last"], last)
+    return from_cells(cells), [versions[version] for version in sorted(versions)]

@@ -20,9 +20,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from app.audit.ledger import locked_chain
+from app.audit.tables import ModelVersionRecord
 from app.models.card import OVERRIDE_REASONS
 from app.reports.queries import DEFAULT_LABEL
 
@@ -195,8 +197,40 @@ def _key(*parts: Any) -> str:
     return hashlib.sha256(":".join(map(str, parts)).encode()).hexdigest()
 
 
+def _package_hash(config: SeedConfig) -> str:
+    """Like a real package's hash, it names the content that matters here: the reference."""
+    reference = json.dumps(config.reference, sort_keys=True)
+    return _key("package", config.model, config.model_version, reference)
+
+
+def register_seed_package(engine: Engine, config: SeedConfig) -> None:
+    """Record the seed's model version with its feature reference (as a served package's start
+    does), so that its predictions are binned for the drift report."""
+    now = datetime.now(UTC)
+    reference = json.dumps({"features": config.reference or {}})
+    table = ModelVersionRecord.__table__  # type: ignore[attr-defined]
+    with engine.begin() as connection:
+        known = connection.execute(
+            select(table.c.id).where(table.c.package_hash == _package_hash(config))
+        ).first()
+        if known is None:
+            connection.execute(
+                table.insert().values(
+                    model=config.model,
+                    version=config.model_version,
+                    package_hash=_package_hash(config),
+                    trained_at="seed",
+                    first_started_at=now,
+                    last_started_at=now,
+                    fingerprint="{}",
+                    performance="{}",
+                    reference=reference,
+                )
+            )
+
+
 def _predictions(config: SeedConfig, cohort: dict[str, np.ndarray]) -> Iterator[dict[str, Any]]:
-    package_hash = _key("package", config.model, config.model_version)
+    package_hash = _package_hash(config)
     features = draw_features(config, cohort)
     for i in range(config.predictions):
         values, missing = _features_json(features, i)
@@ -288,6 +322,7 @@ def _answers(
 def seed_store(engine: Engine, config: SeedConfig, timeout_seconds: float = 30.0) -> int:
     """Append ``config.predictions`` predictions (their outcomes and, with ``overriding``, the
     clinicians' answers); the number written."""
+    register_seed_package(engine, config)
     cohort = draw_cohort(config)
     answers = draw_feedback(config, cohort) if config.overriding else None
     rows = _predictions(config, cohort)

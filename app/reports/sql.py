@@ -82,20 +82,24 @@ def _month_sqlite(element: MonthStart, compiler: Any, **kw: Any) -> str:
     return f"DATE({compiler.process(element.clauses, **kw)}, 'start of month')"
 
 
-class JsonNumber(FunctionElement[float]):
-    """``features[name]`` of a JSON text column as a number; NULL when null or absent."""
+class DayPeriodStart(FunctionElement[str]):
+    """The first day of the week (ISO, Monday) or month holding a calendar date, 'YYYY-MM-DD';
+    the first clause is the date, the second the period ('week' or 'month')."""
 
-    type = Float()
+    type = String()
     inherit_cache = True
 
 
-@compiles(JsonNumber)
-def _json_default(element: JsonNumber, compiler: Any, **kw: Any) -> str:
-    document, name = (compiler.process(clause, **kw) for clause in element.clauses)
-    return f"(CAST({document} AS JSON) ->> {name})::float"
+@compiles(DayPeriodStart)
+def _day_period_default(element: DayPeriodStart, compiler: Any, **kw: Any) -> str:
+    day, period = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"TO_CHAR(DATE_TRUNC({period}, CAST({day} AS TIMESTAMP)), 'YYYY-MM-DD')"
 
 
-@compiles(JsonNumber, "sqlite")
-def _json_sqlite(element: JsonNumber, compiler: Any, **kw: Any) -> str:
-    document, path = (compiler.process(clause, **kw) for clause in element.clauses)
-    return f"json_extract({document}, {path})"
+@compiles(DayPeriodStart, "sqlite")
+def _day_period_sqlite(element: DayPeriodStart, compiler: Any, **kw: Any) -> str:
+    day, period = (compiler.process(clause, **kw) for clause in element.clauses)
+    return (
+        f"(CASE WHEN {period} = 'week' THEN DATE({day}, 'weekday 0', '-6 days') "
+        f"ELSE DATE({day}, 'start of month') END)"
+    )

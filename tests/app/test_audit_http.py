@@ -108,7 +108,8 @@ def test_every_card_has_its_prediction_record_with_what_the_model_saw_and_said(
     provenance = orjson.loads(row["provenance"])
     sources = [source for item in provenance.values() for source in item["sources"]]
     assert sources, "provenance names its source resources"
-    assert all(source.split("/")[1] not in str(record.by_key) for source in sources)
+    raw_ids = str(record.by_key)  # the record's resources, by their raw ids
+    assert all(source.split("/")[1] not in raw_ids for source in sources)
     assert row["map_ms"] > 0 and row["score_ms"] > 0 and row["total_ms"] >= row["map_ms"]
     assert verify_chain(engine, "prediction").broken is None
 
