@@ -16,8 +16,9 @@ import numpy as np
 
 from fairness import columns as C
 from fairness.counts import GroupKey
-from fairness.report import ReportThresholds, complement, hide, hides, protect, shown
+from fairness.report import ReportThresholds
 from fairness.stats import cohen_kappa, histogram_quantile, wilson
+from fairness.suppression import complement, hide, hides, protect, shown
 
 RESPONSES = (None, "accepted", "overridden")  # index 0: no response
 NONE, ACCEPT, OVERRIDE = range(3)

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 
 from fairness import columns as C
-from fairness.report import hide, hides, protect, shown
 from fairness.stats import wilson
+from fairness.suppression import hide, hides, protect, shown
 
 MISSING = -1  # the bin of a null (missing) value, counted last
 ALL = "all"  # the bucket key of the whole window

@@ -52,6 +52,26 @@ def auroc_from_histograms(positives: np.ndarray, negatives: np.ndarray) -> list[
     return [found["value"], found["low"], found["high"]]
 
 
+def auprc_from_histograms(positives: np.ndarray, negatives: np.ndarray) -> list[float] | None:
+    """[average precision, low, high] from risk histograms of events and non-events: precision
+    at each bin's lower edge weighted by the recall it adds (scikit-learn's average precision
+    with the risks of a bin tied), logit interval (Boyd et al. 2013); None without both
+    classes."""
+    n_pos = float(positives.sum())
+    if n_pos == 0 or negatives.sum() == 0:
+        return None
+    tp, fp = np.cumsum(positives[::-1]), np.cumsum(negatives[::-1])
+    occupied = (positives[::-1] + negatives[::-1]) > 0
+    precision = tp[occupied] / (tp[occupied] + fp[occupied])
+    recall_gain = positives[::-1][occupied] / n_pos
+    value = float((precision * recall_gain).sum())
+    if not 0 < value < 1:
+        return [value, value, value]
+    half = Z95 / math.sqrt(n_pos * value * (1 - value))
+    centre = math.log(value / (1 - value))
+    return [value, 1 / (1 + math.exp(-(centre - half))), 1 / (1 + math.exp(-(centre + half)))]
+
+
 def calibration_slope(group: GroupCounts) -> float | None:
     """Slope of a binomial logistic fit of events on logit(mean risk) over the occupied bins."""
     counts = group.positives + group.negatives

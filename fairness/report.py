@@ -3,13 +3,15 @@ disparity ratios to a reference group, and the thresholds used."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from fairness import columns as C
+from fairness.calibration import calibration_rows
 from fairness.counts import GroupCounts, GroupKey, overall
 from fairness.metrics import (
+    auprc_from_histograms,
     auroc_from_histograms,
     brier,
     calibration_slope,
@@ -18,8 +20,7 @@ from fairness.metrics import (
     rates,
 )
 from fairness.stats import katz_ratio, wilson
-
-Row = dict[str, Any]
+from fairness.suppression import Row, hide, hides, protect
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ def fairness_report(
         "reference": dict(zip(attributes, reference, strict=True)) if base else None,
         "overall": total,
         "groups": rows,
+        "calibration": calibration_rows(groups, rows, attributes, thresholds.min_cell),
     }
 
 
@@ -133,6 +135,8 @@ def _row(
     row[C.BRIER] = C.SUPPRESSED if few else brier(group)
     auroc = auroc_from_histograms(group.positives, group.negatives)
     _interval(row, C.AUROC, [C.SUPPRESSED] * 3 if few and auroc else auroc)
+    auprc = auprc_from_histograms(group.positives, group.negatives)
+    _interval(row, C.AUPRC, [C.SUPPRESSED] * 3 if few and auprc else auprc)
     if base is not None:
         row[C.REFERENCE] = group.key == base.key
         _disparities(row, group, base, thresholds)
@@ -154,72 +158,6 @@ def _disparities(
         )
 
 
-def hides(numerator: int, denominator: int, small: int) -> bool:
-    """A rate is not shown when its denominator is small or when it would reveal a small count:
-    the numerator, or the denominator minus it, between 1 and ``small`` − 1."""
-    return denominator < small or 0 < numerator < small or 0 < denominator - numerator < small
-
-
-def complement(values: Sequence[int], hidden: Iterable[int], small: int) -> set[int]:
-    """Complementary (secondary) suppression within one set of cells whose total is published:
-    the indexes to hide. When exactly one hidden cell is non-zero (so the total minus the shown
-    cells would give it back), the next-smallest non-zero shown cell is hidden too, so
-    differencing gives only a sum of two hidden values (as is usual, such a sum is accepted)."""
-    found = set(hidden)
-    if sum(1 for i in found if values[i] > 0) == 1:
-        rest = [i for i, value in enumerate(values) if i not in found and value > 0]
-        if rest:
-            found.add(min(rest, key=lambda i: (values[i], i)))
-    return found
-
-
-def shown(value: Any) -> bool:
-    return value is not None and value != C.SUPPRESSED
-
-
-def hide(row: Row, columns: Iterable[str]) -> None:
-    """Suppress ``columns`` (with their interval bounds) where the row has them."""
-    for name in columns:
-        for column in (name, name + C.LOW, name + C.HIGH):
-            if column in row:
-                row[column] = C.SUPPRESSED
-        if name + C.FLAG in row:
-            row[name + C.FLAG] = None
-
-
-def protect(
-    rows: Sequence[Row],
-    counts: Sequence[Any],
-    total: Row,
-    blocks: Sequence[tuple[Sequence[Callable[[Any], int]], Sequence[str]]],
-    small: int,
-    whole: Sequence[str],
-) -> set[int]:
-    """Complementary suppression across the rows of a set whose total row is published.
-
-    Each block is (counts it reveals, from a row's counts; the columns revealing them, any one
-    shown revealing all); the first block's columns also stand for the whole row (``whole``).
-    A block is hidden in a row when none of its columns is shown; rows are hidden further
-    (``complement``) until no total minus the shown rows gives back one hidden count.
-    Returns the rows hidden whole.
-    """
-    changed = True
-    while changed:
-        changed = False
-        for number, (values, columns) in enumerate(blocks):
-            if not any(shown(total.get(name)) for name in columns):
-                continue
-            for value in values:
-                cells = [value(count) for count in counts]
-                hidden = {
-                    i for i, row in enumerate(rows) if not any(shown(row.get(n)) for n in columns)
-                }
-                for i in complement(cells, hidden, small) - hidden:
-                    hide(rows[i], whole if number == 0 else columns)
-                    changed = True
-    return {i for i, row in enumerate(rows) if not shown(row.get(blocks[0][1][0]))}
-
-
 def _suppress(value: list[float] | None, denominator: int, small: int) -> list[Any] | None:
     return [C.SUPPRESSED] * 3 if value is not None and denominator < small else value
 
@@ -233,8 +171,9 @@ def metric_columns(with_reference: bool) -> list[str]:
     names = [C.N, C.LABELLED, C.EVENTS, C.FLAGGED, C.MEAN_PREDICTED, C.UNDERPOWERED]
     for name in (*rates(GroupCounts(())), C.OBSERVED_EXPECTED):
         names += [name, name + C.LOW, name + C.HIGH]
-    names += [C.CALIBRATION_FLAG, C.CALIBRATION_SLOPE, C.BRIER, C.AUROC, C.AUROC + C.LOW]
-    names += [C.AUROC + C.HIGH]
+    names += [C.CALIBRATION_FLAG, C.CALIBRATION_SLOPE, C.BRIER]
+    for name in (C.AUROC, C.AUPRC):
+        names += [name, name + C.LOW, name + C.HIGH]
     if with_reference:
         names.append(C.REFERENCE)
         for name in C.DISPARITY_METRICS:

@@ -85,12 +85,19 @@ def test_the_planted_miscalibration_is_found_and_small_cells_suppressed(
     assert hidden, "the seeded store has intersections with fewer than 10 predictions"
     assert all(numbers_in(row, set()) == [] for row in hidden)
     assert exported.status_code == 200 and exported.headers["content-type"].startswith("text/csv")
-    table = list(csv.DictReader(io.StringIO(exported.text)))
+    everything = list(csv.DictReader(io.StringIO(exported.text)))
+    table = [row for row in everything if row["section"] == "group"]
     assert len(table) == len(groups) + 1  # and the whole population
     context = {"model", "versions", "start", "end", "label", "threshold"}
     hidden_csv = [row for row in table if row[C.N] == C.SUPPRESSED]
     assert len(hidden_csv) == len(hidden)
     assert all(numbers_in(row, context) == [] for row in hidden_csv)
+    calibration = crossed.json()["report"]["calibration"]
+    in_csv = [row for row in everything if row["section"] == "calibration"]
+    assert len(in_csv) == len(calibration) > 0
+    hidden_cells = [row for row in in_csv if row[C.N] == C.SUPPRESSED]
+    assert hidden_cells, "small intersections have suppressed calibration cells"
+    assert all(numbers_in(row, {*context, C.RISK_DECILE}) == [] for row in hidden_cells)
     assert access_count(engine) == 3
 
 

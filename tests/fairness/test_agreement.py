@@ -18,8 +18,8 @@ from fairness.agreement import (
     metric_columns,
     trend_columns,
 )
-from fairness.report import hides
 from fairness.stats import cohen_kappa, histogram_quantile
+from fairness.suppression import hides
 
 
 def cells_of(group: np.ndarray, flag: np.ndarray, response: np.ndarray) -> list[Cell]:

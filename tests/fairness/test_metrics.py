@@ -10,12 +10,13 @@ from fairlearn.metrics import (
     selection_rate,
     true_positive_rate,
 )
-from sklearn.metrics import precision_score, roc_auc_score
+from sklearn.metrics import average_precision_score, precision_score, roc_auc_score
 
 from app.training.metrics import calibration
 from fairness import columns as C
+from fairness.calibration import decile_edges
 from fairness.counts import BINS, Cell, GroupCounts, from_cells
-from fairness.metrics import auroc_from_histograms, calibration_slope, rates
+from fairness.metrics import auprc_from_histograms, auroc_from_histograms, calibration_slope, rates
 from fairness.report import ReportThresholds, fairness_report
 from fairness.stats import katz_ratio, wilson
 
@@ -186,3 +187,60 @@ def test_overall_minus_the_shown_groups_gives_no_hidden_count() -> None:
             assert not 0 < round(row[C.FLAG_RATE] * row[C.N]) < 10
     assert sum(1 for row in report["groups"] if row[C.N] == C.SUPPRESSED) == 2
     assert numbers(overall)[C.N] == 4000
+
+
+@pytest.mark.parametrize("seed", [8, 9])
+def test_auprc_from_bins_equals_sklearn_average_precision_on_the_binned_risks(seed: int) -> None:
+    group, p, y = sample(seed, 6000)
+    groups = by_key(from_cells(cells_of(group, p, y)))
+    tied = bin_of(p) / BINS  # every risk of a bin tied, as the histogram holds them
+    for key, counts in groups.items():
+        rows = group == key
+        found = auprc_from_histograms(counts.positives, counts.negatives)
+        assert found is not None and found[1] < found[0] < found[2]
+        assert found[0] == pytest.approx(average_precision_score(y[rows], tied[rows]), abs=1e-9)
+        assert found[0] == pytest.approx(average_precision_score(y[rows], p[rows]), abs=5e-3)
+
+
+def test_calibration_deciles_hold_the_rows_of_their_risk_range() -> None:
+    group, p, y = sample(10, 8000)
+    p[group == "b"] *= 0.5  # b: under-predicted
+    groups = from_cells(cells_of(group, p, y))
+    report = fairness_report(groups, ["g"], ReportThresholds())
+    edges = decile_edges(groups)
+    assert 8 <= len(edges) <= 10
+    bins = bin_of(p)
+    cells = {(row["g"], row[C.RISK_DECILE]): row for row in report["calibration"]}
+    for (key, decile), row in cells.items():
+        low, high = edges[decile]
+        inside = (group == key) & (bins >= low) & (bins < high)
+        if row[C.N] == C.SUPPRESSED:
+            continue
+        assert row[C.N] == inside.sum()
+        assert row[C.MEAN_PREDICTED] == pytest.approx(p[inside].mean(), abs=1e-12)
+        assert row[C.OBSERVED_RATE] == pytest.approx(y[inside].mean(), abs=1e-12)
+    under = [
+        row[C.OBSERVED_RATE] / row[C.MEAN_PREDICTED]
+        for (key, _), row in cells.items()
+        if key == "b" and row[C.N] != C.SUPPRESSED and row[C.N] >= 100
+    ]
+    assert len(under) >= 5 and np.median(under) > 1.5
+
+
+def test_calibration_cells_below_the_minimum_are_suppressed_with_a_complement() -> None:
+    group, p, y = sample(11, 4000)
+    group[:6] = "d"  # a group of 6
+    groups = from_cells(cells_of(group, p, y))
+    report = fairness_report(groups, ["g"], ReportThresholds())
+    for key in {row["g"] for row in report["calibration"]}:
+        cells = [row for row in report["calibration"] if row["g"] == key]
+        hidden = [row for row in cells if row[C.N] == C.SUPPRESSED]
+        assert len(hidden) != 1, f"{key}: one hidden cell is its group's total minus the rest"
+        for row in cells:
+            if row[C.N] != C.SUPPRESSED:
+                events = round(row[C.OBSERVED_RATE] * row[C.N])
+                assert (row[C.N] >= 10 and events in (0, row[C.N])) or (
+                    events >= 10 and row[C.N] - events >= 10
+                )
+    tiny = [row for row in report["calibration"] if row["g"] == "d"]
+    assert tiny and all(row[C.N] == C.SUPPRESSED for row in tiny)
