@@ -21,6 +21,7 @@ from app.audit.models import register_packages
 from app.audit.predictions import PredictionAudit
 from app.audit.pseudonym import pseudonymizer_for
 from app.audit.router import router as audit_router
+from app.dashboard.router import router as dashboard_router
 from app.health import router as health_router
 from app.logs import quiet_http_loggers
 from app.metrics import Metrics
@@ -29,6 +30,7 @@ from app.models.package import ModelPackage, load_packages
 from app.models.service import registry_for
 from app.outcomes.router import router as outcomes_router
 from app.outcomes.store import OutcomeStore
+from app.ratelimit import RateLimitedAuthenticator, RateLimiter, RateLimitMiddleware
 from app.reports.agreement_router import router as agreement_router
 from app.reports.drift_router import router as drift_router
 from app.reports.router import router as reports_router
@@ -76,6 +78,7 @@ def create_app(
         packages = packages if packages is not None else load_model_packages(settings)
         registry = registry_for(packages, settings.public_base, audit)
     clients = _trusted_clients(settings)
+    limiter = _rate_limiter(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -87,7 +90,9 @@ def create_app(
         async with httpx.AsyncClient(limits=limits, follow_redirects=False) as http:
             app.state.cds = CdsRuntime(
                 registry=registry,
-                authenticator=_authenticator(settings, clients, http, engine),
+                authenticator=_rate_limited(
+                    _authenticator(settings, clients, http, engine), limiter
+                ),
                 feedback_store=SqlFeedbackStore(engine, timeout),
                 http=http,
                 public_base=settings.public_base,
@@ -119,11 +124,14 @@ def create_app(
     app.include_router(drift_router)
     app.include_router(health_router)
     app.include_router(pages_router)
+    app.include_router(dashboard_router)
     _install_error_handlers(app)
 
     app.add_middleware(
         BodyLimitMiddleware, max_bytes=settings.max_body_bytes, reject=_too_large_asgi
     )
+    if limiter is not None:
+        app.add_middleware(RateLimitMiddleware, limiter=limiter)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -186,6 +194,16 @@ def _authenticator(
         leeway=settings.jwt_leeway_seconds,
         max_lifetime=settings.jwt_max_lifetime_seconds,
     )
+
+
+def _rate_limiter(settings: Settings) -> RateLimiter | None:
+    if settings.rate_limit_per_minute == 0:
+        return None
+    return RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
+
+
+def _rate_limited(authenticator: Authenticator, limiter: RateLimiter | None) -> Authenticator:
+    return authenticator if limiter is None else RateLimitedAuthenticator(authenticator, limiter)
 
 
 def _outcome_response(

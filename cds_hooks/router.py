@@ -165,6 +165,14 @@ async def json_body(request: Request) -> dict[str, Any]:
         ) from None
     if not isinstance(body, dict):
         raise ProtocolError.single(400, "the body must be a JSON object", code="structure")
+    try:
+        # orjson writes at most 254 levels of nesting: a body it cannot write back (deeper than
+        # that, though it parsed) would fail later, where it is stored or validated, as a 500.
+        orjson.dumps(body)
+    except orjson.JSONEncodeError:
+        raise ProtocolError.single(
+            400, "the body is nested too deeply (at most 254 levels)", code="structure"
+        ) from None
     return body
 
 

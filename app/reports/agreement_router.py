@@ -12,12 +12,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from app.access.tokens import Principal
+from app.dashboard.http import asset_base, html_page
+from app.dashboard.render import agreement_html
 from app.reports.agreement_queries import AgreementQuery, agreement_counts
 from app.reports.common import (
     Reader,
     check_format,
     check_label,
     logged_report,
+    report_thresholds,
     sectioned_csv,
     served_package,
     utc,
@@ -26,7 +29,6 @@ from app.reports.queries import DEFAULT_LABEL
 from cds_hooks.errors import ProtocolError
 from cds_hooks.responses import JsonResponse
 from fairness.agreement import agreement_report, metric_columns, reason_columns, trend_columns
-from fairness.report import ReportThresholds
 
 router = APIRouter(prefix="/reports", tags=["Reports"])
 
@@ -46,6 +48,8 @@ async def agreement(
     body = await agreement_body(request, principal, model, start, end, group_by, label)
     if format == "csv":
         return Response(agreement_csv(body), media_type="text/csv")
+    if format == "html":
+        return html_page(agreement_html(body, asset_base(request)))
     return JsonResponse(body)
 
 
@@ -87,7 +91,9 @@ async def agreement_body(
         "window": {"start": query.start.isoformat(), "end": query.end.isoformat()},
         "label": label,
         "group_by": group_by,
-        "report": agreement_report(groups, (group_by,), weeks, ReportThresholds()),
+        "report": agreement_report(
+            groups, (group_by,), weeks, report_thresholds(request.app.state.settings)
+        ),
     }
 
 

@@ -15,15 +15,45 @@ from fastapi import Depends, Request
 from app.access.dependencies import require_roles
 from app.access.tokens import Principal
 from app.models.package import ModelPackage
+from app.settings import Settings
 from app.store.database import run_bounded
 from cds_hooks.errors import ProtocolError
+from fairness.drift import DriftThresholds
+from fairness.report import ReportThresholds
 
 Reader = Annotated[Principal, Depends(require_roles("safety_officer", "admin"))]
-FORMATS = ("json", "csv")
+FORMATS = ("json", "csv", "html")
 # A report over a million predictions takes seconds; past this the database is not answering.
 REPORT_SECONDS = 120.0
 Result = TypeVar("Result")
 LABEL = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+
+
+def report_thresholds(settings: Settings) -> ReportThresholds:
+    """The fairness and agreement thresholds this deployment is configured with."""
+    return ReportThresholds(
+        min_cell=settings.report_min_cell,
+        min_events=settings.report_min_events,
+        warning=settings.report_disparity_warning,
+        critical=settings.report_disparity_critical,
+    )
+
+
+def drift_thresholds(
+    settings: Settings,
+    missing_difference: float | None = None,
+    feature_share: float | None = None,
+) -> DriftThresholds:
+    """The configured drift thresholds; a request may override the two alert rules."""
+    return DriftThresholds(
+        min_cell=settings.report_min_cell,
+        psi_warn=settings.drift_psi_warn,
+        psi_alert=settings.drift_psi_alert,
+        missing_difference=(
+            settings.drift_missing_difference if missing_difference is None else missing_difference
+        ),
+        feature_share=settings.drift_feature_share if feature_share is None else feature_share,
+    )
 
 
 def utc(moment: datetime) -> datetime:

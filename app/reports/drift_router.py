@@ -13,10 +13,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from app.access.tokens import Principal
+from app.dashboard.http import asset_base, html_page
+from app.dashboard.render import drift_html
 from app.models.package import ModelPackage
 from app.reports.common import (
     Reader,
     check_format,
+    drift_thresholds,
     logged_report,
     sectioned_csv,
     served_package,
@@ -26,7 +29,7 @@ from app.reports.drift_queries import DriftQuery, drift_counts
 from cds_hooks.errors import ProtocolError
 from cds_hooks.responses import JsonResponse
 from fairness import columns as C
-from fairness.drift import DriftThresholds, drift_columns, drift_report, flag_columns
+from fairness.drift import drift_columns, drift_report, flag_columns
 
 router = APIRouter(prefix="/reports", tags=["Reports"])
 
@@ -46,8 +49,8 @@ async def drift(
     start: datetime,
     end: datetime,
     window: str = "week",
-    missing_difference: float = 0.10,
-    feature_share: float = 0.30,
+    missing_difference: float | None = None,
+    feature_share: float | None = None,
     format: str = "json",
 ) -> Response:
     check_format(format)
@@ -56,6 +59,8 @@ async def drift(
     )
     if format == "csv":
         return Response(drift_csv(body), media_type="text/csv")
+    if format == "html":
+        return html_page(drift_html(body, asset_base(request)))
     return JsonResponse(body)
 
 
@@ -66,18 +71,21 @@ async def drift_body(
     start: datetime,
     end: datetime,
     window: str = "week",
-    missing_difference: float = 0.10,
-    feature_share: float = 0.30,
+    missing_difference: float | None = None,
+    feature_share: float | None = None,
 ) -> dict[str, Any]:
     """Check the parameters, log the read, compute the report: the body every format shows."""
     package = served_package(request, model)
-    if not (0 <= missing_difference <= 1 and 0 < feature_share <= 1):
+    if not (
+        (missing_difference is None or 0 <= missing_difference <= 1)
+        and (feature_share is None or 0 < feature_share <= 1)
+    ):
         raise ProtocolError.single(400, "missing_difference is in [0, 1], feature_share in (0, 1]")
     try:
         query = DriftQuery(model, utc(start), utc(end), window)
     except ValueError as error:
         raise ProtocolError.single(400, str(error)) from None
-    thresholds = DriftThresholds(missing_difference=missing_difference, feature_share=feature_share)
+    thresholds = drift_thresholds(request.app.state.settings, missing_difference, feature_share)
     parameters = {
         "model": model,
         "start": query.start.isoformat(),

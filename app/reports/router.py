@@ -12,12 +12,15 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from app.access.tokens import Principal
+from app.dashboard.http import asset_base, html_page
+from app.dashboard.render import fairness_html
 from app.models.package import ModelPackage
 from app.reports.common import (
     Reader,
     check_format,
     check_label,
     logged_report,
+    report_thresholds,
     sectioned_csv,
     served_package,
     utc,
@@ -26,7 +29,8 @@ from app.reports.queries import DEFAULT_LABEL, FairnessQuery, fairness_counts
 from cds_hooks.errors import ProtocolError
 from cds_hooks.responses import JsonResponse
 from fairness import columns as C
-from fairness.report import ReportThresholds, fairness_report, metric_columns
+from fairness.calibration import calibration_columns
+from fairness.report import fairness_report, metric_columns
 
 router = APIRouter(prefix="/reports", tags=["Reports"])
 HIGH_BAND = "high"
@@ -58,6 +62,8 @@ async def fairness(
     body = await fairness_body(request, principal, model, start, end, group_by, label, threshold)
     if format == "csv":
         return Response(fairness_csv(body), media_type="text/csv")
+    if format == "html":
+        return html_page(fairness_html(body, asset_base(request)))
     return JsonResponse(body)
 
 
@@ -98,7 +104,7 @@ async def fairness_body(
         request.app.state.engine,
         query,
     )
-    report = fairness_report(groups, query.group_by, ReportThresholds())
+    report = fairness_report(groups, query.group_by, report_thresholds(request.app.state.settings))
     return {
         "model": model,
         "versions": versions,
@@ -113,8 +119,9 @@ async def fairness_body(
 
 
 def fairness_csv(body: dict[str, Any]) -> str:
-    """One row per group (and one for the whole population), prefixed by the model, versions,
-    window, label and threshold used."""
+    """One table: ``section`` "group" rows (one per group and one for the whole population),
+    then "calibration" rows (group × risk decile), each prefixed by the model, versions, window,
+    label and threshold used."""
     report = body["report"]
     context = {
         "model": body["model"],
@@ -124,5 +131,13 @@ def fairness_csv(body: dict[str, Any]) -> str:
         "label": body["label"],
         "threshold": body["threshold"],
     }
-    columns = [*body["group_by"], *metric_columns(report["reference"] is not None)]
-    return sectioned_csv(context, columns, [(None, [*report["groups"], report["overall"]])])
+    columns = [
+        *body["group_by"],
+        *metric_columns(report["reference"] is not None),
+        *calibration_columns(),
+    ]
+    sections = (
+        ("group", [*report["groups"], report["overall"]]),
+        ("calibration", report["calibration"]),
+    )
+    return sectioned_csv(context, columns, sections)

@@ -1,1 +1,1 @@
-"""Server-rendered pages: model cards and per-card explanations (no external assets)."""
+"""Server-rendered pages linked from risk cards: model cards and per-card explanations."""

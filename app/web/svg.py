@@ -32,7 +32,7 @@ def waterfall(
     width = LABEL_WIDTH + PLOT_WIDTH + 90
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" role="img" width="{width}" height="{height}"'
-        ' aria-label="Contribution of each input to the risk">'
+        f' viewBox="0 0 {width} {height}" aria-label="Contribution of each input to the risk">'
     ]
     current = base_value
     for index, (label, value_text, contribution) in enumerate(steps):

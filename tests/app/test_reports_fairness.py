@@ -16,6 +16,7 @@ from app.access.tokens import create_token
 from app.audit.tables import AccessRecord
 from app.factory import BUNDLED_MODELS
 from app.models.package import ModelPackage, load_packages
+from app.reports.cli import fairness_alerts
 from app.reports.queries import FairnessQuery, fairness_counts
 from app.reports.seed import Miscalibration, SeedConfig, seed_store
 from fairness import columns as C
@@ -101,9 +102,12 @@ def test_the_planted_miscalibration_is_found_and_small_cells_suppressed(
     assert access_count(engine) == 3
 
 
-def test_nothing_planted_flags_no_group_for_miscalibration_across_five_seeds(engine: Any) -> None:
-    for seed in range(5):
-        seed_store(engine, SeedConfig(predictions=5000, seed=seed, model=f"null-{seed}"))
+@pytest.mark.timeout(600)  # twenty seeded stores
+def test_nothing_planted_flags_no_group_for_miscalibration_across_twenty_seeds(
+    engine: Any,
+) -> None:
+    for seed in range(20):
+        seed_store(engine, SeedConfig(predictions=2500, seed=seed, model=f"null-{seed}"))
         for group_by in (("race",), ("sex", "race")):
             query = FairnessQuery(
                 f"null-{seed}",
@@ -114,9 +118,11 @@ def test_nothing_planted_flags_no_group_for_miscalibration_across_five_seeds(eng
             )
             groups, _ = fairness_counts(engine, query)
             report = fairness_report(groups, group_by)
-            assert sum(group.n for group in groups) == 5000
+            assert sum(group.n for group in groups) == 2500
             flags = {row[C.CALIBRATION_FLAG] for row in report["groups"]}
             assert flags <= {"ok", None, C.SUPPRESSED}, (seed, group_by)
+            body = {"group_by": list(group_by), "report": report}
+            assert fairness_alerts(f"null-{seed}", body, "critical") == [], (seed, group_by)
 
 
 def test_reads_need_a_safety_officer_or_admin_bad_requests_get_400_and_reads_are_logged(

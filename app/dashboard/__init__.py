@@ -1,0 +1,1 @@
+"""The safety officers' dashboard: server-rendered report pages with plotly.js charts."""
