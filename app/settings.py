@@ -113,7 +113,7 @@ class Settings(BaseSettings):
     )
 
     rate_limit_per_minute: int = Field(
-        default=6000,
+        default=60000,
         ge=0,
         description="Requests a minute each client may make (token bucket per worker): a CDS "
         "client by its verified iss, others by API token or address; 0 turns limiting off.",
