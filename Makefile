@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 
-.PHONY: install serve test test-postgres lint format ci bench bench-reports model
+.PHONY: install serve test test-postgres lint format ci bench bench-reports bench-http model
 
 $(BIN)/bedside: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,12 @@ bench: install
 	BEDSIDE_FHIR_SAMPLES=$${BEDSIDE_FHIR_SAMPLES:-../shared/fhir-samples} $(BIN)/python -m benchmarks.bench_mapping
 	BEDSIDE_FHIR_SAMPLES=$${BEDSIDE_FHIR_SAMPLES:-../shared/fhir-samples} $(BIN)/python -m benchmarks.bench_predict
 	$(BIN)/python -m benchmarks.bench_audit
+
+# End to end over HTTP (bedside serve --workers 2, SQLite and PostgreSQL, JWT-signed calls) with
+# a 10-minute RSS soak: about 20 minutes, so not part of `make bench`. BENCH_SOAK_SECONDS=60 for
+# a shorter run; results in docs/performance.md.
+bench-http: install
+	BEDSIDE_FHIR_SAMPLES=$${BEDSIDE_FHIR_SAMPLES:-../shared/fhir-samples} $(BIN)/python -m benchmarks.bench_http
 
 # Seeds a million predictions first (several minutes); BENCH_REPORT_PREDICTIONS for fewer.
 bench-reports: install

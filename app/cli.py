@@ -11,8 +11,10 @@ import uvicorn
 from app.access import cli as token_cli
 from app.audit import cli as audit_cli
 from app.audit.pseudonym import pseudonymizer_for
+from app.demo import cli as demo_cli
 from app.logs import configure_logging
 from app.outcomes import sync as outcomes_sync
+from app.reports import cli as report_cli
 from app.settings import Settings
 from app.store import migrate
 from app.store.database import make_engine
@@ -27,6 +29,9 @@ def create_app_from_environment():  # type: ignore[no-untyped-def]
     settings = Settings()
     configure_logging(settings.log_level)
     return create_app(settings)
+
+
+WORKER_STARTUP_SECONDS = 60
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -46,6 +51,9 @@ def serve(args: argparse.Namespace) -> int:
         log_config=None,
         proxy_headers=args.proxy_headers,
         forwarded_allow_ips=args.forwarded_allow_ips,
+        # A worker imports the model stack (LightGBM, SHAP) before it answers the supervisor's
+        # health check: seconds on a busy node, past uvicorn's 5-second default.
+        timeout_worker_healthcheck=WORKER_STARTUP_SECONDS,
     )
     return 0
 
@@ -89,6 +97,16 @@ def build_parser() -> argparse.ArgumentParser:
     outcomes_parser = commands.add_parser("outcomes", help="derive outcomes from FHIR data")
     outcomes_sync.add_arguments(outcomes_parser)
     outcomes_parser.set_defaults(run=run_outcomes)
+
+    report_parser = commands.add_parser(
+        "report", help="write the reports as HTML, CSV and JSON; exit 3 on alerts (for cron)"
+    )
+    report_cli.add_arguments(report_parser)
+    report_parser.set_defaults(run=report_cli.run)
+
+    demo_parser = commands.add_parser("demo", help="replay a simulated EHR day; open the dashboard")
+    demo_cli.add_arguments(demo_parser)
+    demo_parser.set_defaults(run=demo_cli.run)
     return parser
 
 
