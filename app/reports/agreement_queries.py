@@ -5,14 +5,15 @@ response and latest outcome into cells for the agreement report, from the report
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, case, func, select, true
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from app.reports.queries import COHORT_COLUMNS, DEFAULT_LABEL, FACT, label_value, with_label
+from app.reports.scan import scan_in_parts
 from app.reports.sql import FloorInt, HoursBetween, WeekStart
 from fairness.agreement import AgreementCounts, Cell, from_cells
 
@@ -109,29 +110,33 @@ def cells_statement(query: AgreementQuery) -> Select[Any]:
 def agreement_counts(
     engine: Engine, query: AgreementQuery
 ) -> tuple[list[AgreementCounts], list[AgreementCounts], list[dict[str, Any]]]:
-    """The group counts, the weekly counts and the model versions seen, from one query."""
+    """The group counts, the weekly counts and the model versions seen, from one query (run
+    in parts)."""
     group_cells: Counter[tuple[Any, ...]] = Counter()
     week_cells: Counter[tuple[Any, ...]] = Counter()
     delays: Counter[tuple[Any, ...]] = Counter()
     reasons: Counter[tuple[Any, ...]] = Counter()
     versions: dict[str, dict[str, Any]] = {}
-    with engine.connect() as connection:
-        for row in connection.execute(cells_statement(query)):
-            grp, week, version, flag, response, event, hours = row[:7]
-            system, code, display, count, comments, first, last = row[7:]
-            comments = int(comments or 0)
-            for cells, key in ((group_cells, (str(grp),)), (week_cells, (str(week),))):
-                cells[(key, bool(flag), response, event, "cards")] += count
-                cells[(key, bool(flag), response, event, "comments")] += comments
-            if response is not None:
-                delays[((str(grp),), int(hours))] += count
-            if response == "overridden":
-                reasons[((str(grp),), system, code, display)] += count
-            seen = versions.setdefault(
-                version, {"version": version, "cards": 0, "first": first, "last": last}
-            )
-            seen["cards"] += count
-            seen["first"], seen["last"] = min(seen["first"], first), max(seen["last"], last)
+
+    def rows_of(connection: Connection, start: datetime, end: datetime) -> list[Any]:
+        return list(connection.execute(cells_statement(replace(query, start=start, end=end))))
+
+    for row in scan_in_parts(engine, rows_of, query.start, query.end):
+        grp, week, version, flag, response, event, hours = row[:7]
+        system, code, display, count, comments, first, last = row[7:]
+        comments = int(comments or 0)
+        for cells, key in ((group_cells, (str(grp),)), (week_cells, (str(week),))):
+            cells[(key, bool(flag), response, event, "cards")] += count
+            cells[(key, bool(flag), response, event, "comments")] += comments
+        if response is not None:
+            delays[((str(grp),), int(hours))] += count
+        if response == "overridden":
+            reasons[((str(grp),), system, code, display)] += count
+        seen = versions.setdefault(
+            version, {"version": version, "cards": 0, "first": first, "last": last}
+        )
+        seen["cards"] += count
+        seen["first"], seen["last"] = min(seen["first"], first), max(seen["last"], last)
     groups = from_cells(_cells(group_cells), _flat(delays), _flat(reasons))
     weeks = from_cells(_cells(week_cells))
     return groups, weeks, [versions[version] for version in sorted(versions)]

@@ -4,14 +4,15 @@ prediction row reaches Python."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, case, func, literal_column, select
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from app.audit.tables import ReportFact, ReportLabel
+from app.reports.scan import scan_in_parts
 from app.reports.sql import FloorInt
 from fairness.counts import BINS, Cell, GroupCounts, from_cells
 
@@ -88,17 +89,21 @@ def cells_statement(query: FairnessQuery) -> Select[Any]:
 def fairness_counts(
     engine: Engine, query: FairnessQuery
 ) -> tuple[list[GroupCounts], list[dict[str, Any]]]:
-    """The group counts and the model versions seen, from one query."""
+    """The group counts and the model versions seen, from one query (run in parts)."""
     width = len(query.group_by)
     cells: list[Cell] = []
     versions: dict[str, dict[str, Any]] = {}
-    with engine.connect() as connection:
-        for row in connection.execute(cells_statement(query)):
-            bin_, event, version, count, flagged, sum_p, sum_p2, first, last = row[width:]
-            cells.append((tuple(row[:width]), bin_, event, count, flagged, sum_p, sum_p2))
-            seen = versions.setdefault(
-                version, {"version": version, "predictions": 0, "first": first, "last": last}
-            )
-            seen["predictions"] += count
-            seen["first"], seen["last"] = min(seen["first"], first), max(seen["last"], last)
+
+    def rows_of(connection: Connection, start: datetime, end: datetime) -> list[Any]:
+        part = replace(query, start=start, end=end)
+        return list(connection.execute(cells_statement(part)))
+
+    for row in scan_in_parts(engine, rows_of, query.start, query.end):
+        bin_, event, version, count, flagged, sum_p, sum_p2, first, last = row[width:]
+        cells.append((tuple(row[:width]), bin_, event, count, flagged, sum_p, sum_p2))
+        seen = versions.setdefault(
+            version, {"version": version, "predictions": 0, "first": first, "last": last}
+        )
+        seen["predictions"] += count
+        seen["first"], seen["last"] = min(seen["first"], first), max(seen["last"], last)
     return from_cells(cells), [versions[version] for version in sorted(versions)]
