@@ -83,15 +83,19 @@ _edges_cache: dict[str, dict[str, list[float]]] = {}
 def index_appended(connection: Connection, chain: str, records: list[dict[str, Any]]) -> None:
     """Bring the index up to date with ``records`` just appended to ``chain`` (in order)."""
     if chain == "prediction":
-        index_predictions(connection, records)
+        index_predictions(connection, records, rebuilding=False)
     elif chain == "feedback":
         index_feedback(connection, records)
     elif chain == "outcome":
         index_outcomes(connection, records)
 
 
-def index_predictions(connection: Connection, records: Sequence[Mapping[str, Any]]) -> None:
-    """Facts, feature bins, and the labels of outcomes that arrived before their prediction."""
+def index_predictions(
+    connection: Connection, records: Sequence[Mapping[str, Any]], rebuilding: bool = True
+) -> None:
+    """Facts, feature bins, and the labels of outcomes that arrived before their prediction:
+    by encounter (an outcome sync may precede a later prediction for the same stay) and, when
+    rebuilding, by card (a new card's uuid cannot have been named by an outcome yet)."""
     connection.execute(
         FACT.insert(),
         [{"sequence": r["sequence"], **{c: r[c] for c in FACT_COLUMNS}} for r in records],
@@ -114,7 +118,8 @@ def index_predictions(connection: Connection, records: Sequence[Mapping[str, Any
             for (h, d, f, b), n in counts.items()
         ]
         _upsert(connection, BINS, rows, add=("count",))
-    _label_from_outcomes(connection, records, "card_uuid", "card_value")
+    if rebuilding:
+        _label_from_outcomes(connection, records, "card_uuid", "card_value")
     _label_from_outcomes(connection, records, "encounter_key", "encounter_value")
 
 
