@@ -277,7 +277,7 @@ def drift_heatmap(body: Mapping[str, Any]) -> Chart | None:
     cells = {(row[C.FEATURE], row["bucket"]): row for row in rows}
     z, text = [], []
     for feature in features:
-        z.append([number(cells.get((feature, b), {}).get(C.PSI)) for b in columns])
+        z.append([_psi_colour(cells.get((feature, b), {})) for b in columns])
         text.append([_psi_text(feature, b, cells.get((feature, b), {})) for b in columns])
     thresholds = report["thresholds"]
     warn, alert = thresholds["psi_warn"], thresholds["psi_alert"]
@@ -308,13 +308,19 @@ def drift_heatmap(body: Mapping[str, Any]) -> Chart | None:
     }
     description = (
         f"PSI against the training reference; warn at {warn}, alert at {alert}. Blank cells are "
-        "suppressed or have no reference."
+        f"suppressed, underpowered (fewer than {thresholds['min_psi_n']} values: PSI is noise "
+        "there) or have no reference."
     )
     return Chart("drift-heatmap", "Drift by feature and window (PSI)", description, [trace], layout)
 
 
 def _bucket(bucket: str) -> str:
     return "whole window" if bucket == WHOLE_WINDOW else bucket
+
+
+def _psi_colour(row: Row) -> float | None:
+    """The PSI a cell is coloured by: none where it is underpowered, so noise never looks red."""
+    return None if row.get(C.PSI_LEVEL) == "underpowered" else number(row.get(C.PSI))
 
 
 def _psi_text(feature: str, bucket: str, row: Row) -> str:

@@ -288,6 +288,15 @@ def test_report_pages_show_the_numbers_of_the_json_reports_and_log_each_read(
     heatmap = chart_specs(pages["drift"].text)["drift-heatmap"]["data"][0]
     age = heatmap["z"][heatmap["y"].index("age_years")]
     assert age[-1] == pytest.approx(features["age_years"] and whole[0][C.PSI])
+    cells = [*drift["report"]["score"], *drift["report"]["features"]]
+    by_cell = {(row[C.FEATURE], row["bucket"]): row for row in cells}
+    columns = [*sorted({row["bucket"] for row in cells} - {"all"}), "all"]
+    for feature, line in zip(heatmap["y"], heatmap["z"], strict=True):
+        for bucket, value in zip(columns, line, strict=True):
+            row = by_cell.get((feature, bucket), {})
+            coloured = isinstance(row.get(C.PSI), float) and row[C.PSI_LEVEL] != "underpowered"
+            assert (value is not None) == coloured, (feature, bucket, row)
+    assert any(row.get(C.PSI_LEVEL) == "underpowered" for row in cells)
     assert model_card.status_code == 200 and "AUROC" in model_card.text
 
     logged = access_rows(engine)
