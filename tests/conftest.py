@@ -82,7 +82,7 @@ def jwks_server(signing_key: SigningKey) -> Iterator[JwksServer]:
 @pytest.fixture
 def fhir_server() -> Iterator[FhirTestServer]:
     server = FhirTestServer()
-    with serve_on_loopback(server.app()) as base_url:
+    with serve_on_loopback(server.app(), shutdown_grace=0.2) as base_url:
         server.base_url = f"{base_url}/fhir"
         yield server
 

@@ -299,7 +299,7 @@ def test_slow_fhir_server_is_412_within_the_budget(
     run_bedside: RunBedside, fhir_server: FhirTestServer
 ) -> None:
     fhir_server.resources = [PATIENT, ENCOUNTER]
-    fhir_server.delay = 1.0
+    fhir_server.delay = 5.0
     body = hook_request(
         "encounter-discharge", discharge_context(), fhir_server=fhir_server.base_url
     )
@@ -309,7 +309,7 @@ def test_slow_fhir_server_is_412_within_the_budget(
         response = client.call("test-discharge", body)
         elapsed = time.monotonic() - started
     assert response.status_code == 412
-    assert elapsed < 0.5 + 0.5
+    assert elapsed < 0.5 + 1.5  # the call's own work on a loaded machine; the fault lasts 5 s
 
 
 # Feedback

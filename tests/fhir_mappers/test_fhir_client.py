@@ -278,11 +278,11 @@ def test_fhir_server_faults_are_fetch_errors_naming_no_url(
 
 def test_slow_fhir_server_is_cut_at_the_deadline(fhir_server: FhirTestServer) -> None:
     fhir_server.resources = [PATIENT]
-    fhir_server.delay = 1.0
+    fhir_server.delay = 4.0
     started = time.monotonic()
     with pytest.raises(FhirFetchError, match="latency budget"):
         fetch(fhir_server.base_url, read_patient, budget=0.3)
-    assert time.monotonic() - started < 0.3 + 0.4
+    assert time.monotonic() - started < 0.3 + 1.5
 
 
 def test_trickling_body_is_cut_at_the_deadline() -> None:
@@ -299,4 +299,4 @@ def test_trickling_body_is_cut_at_the_deadline() -> None:
     started = time.monotonic()
     with pytest.raises(FhirFetchError, match="latency budget"):
         fetch("https://ehr.example/fhir", read_patient, budget=0.3, transport=transport)
-    assert time.monotonic() - started < 0.3 + 0.4
+    assert time.monotonic() - started < 0.3 + 1.5

@@ -28,7 +28,7 @@ PATIENT = {"resourceType": "Patient", "id": PATIENT_ID, "gender": "female"}
 ENCOUNTER = {"resourceType": "Encounter", "id": "enc-9", "status": "finished"}
 OUTCOME = {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "timeout"}]}
 BUDGET = 0.5
-MARGIN = 0.5
+MARGIN = 1.5  # the client's own work on a loaded machine; the fault lasts 4 s
 
 
 def plan(
@@ -202,7 +202,7 @@ def faulty_fhir_base(request: pytest.FixtureRequest, fhir_server: FhirTestServer
     elif request.param == "garbage-html":
         fhir_server.garbage = True
     else:
-        fhir_server.delay = 1.0
+        fhir_server.delay = 4.0
     return fhir_server.base_url
 
 
@@ -224,11 +224,10 @@ def test_unreachable_data_omits_optional_keys_within_budget(faulty_fhir_base: st
 
 def test_fetches_run_concurrently(fhir_server: FhirTestServer) -> None:
     fhir_server.resources = [PATIENT, ENCOUNTER]
-    fhir_server.delay = 0.3
-    started = time.monotonic()
+    fhir_server.delay = 0.5
     resolved = resolve(
         plan("patient", "encounter", keys=("patient", "encounter")), {}, fhir_server.base_url
     )
-    assert time.monotonic() - started < 0.5
+    assert fhir_server.max_in_flight == 2, "the two reads were not in flight together"
     assert resolved == {"patient": PATIENT, "encounter": ENCOUNTER}
     assert len(fhir_server.calls) == 2

@@ -25,7 +25,8 @@ class FhirTestServer:
 
     Searches return every resource of that type whose ``subject``/``patient`` reference the
     ``patient`` parameter, ``page_size`` per page with ``next`` links. ``fail_with`` forces a
-    status code, ``delay`` slows every answer, ``garbage`` answers non-JSON.
+    status code, ``delay`` slows every answer, ``garbage`` answers non-JSON. ``max_in_flight``
+    is the most requests it was answering at one moment (how tests see concurrency).
     """
 
     resources: list[dict[str, Any]] = field(default_factory=list)
@@ -35,6 +36,8 @@ class FhirTestServer:
     garbage: bool = False
     calls: list[RecordedCall] = field(default_factory=list)
     base_url: str = ""
+    in_flight: int = 0
+    max_in_flight: int = 0
 
     def app(self) -> Starlette:
         return Starlette(routes=[Route("/fhir/{path:path}", self._handle)])
@@ -47,8 +50,16 @@ class FhirTestServer:
                 authorization=request.headers.get("authorization"),
             )
         )
-        if self.delay:
-            await asyncio.sleep(self.delay)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            return self._answer(request)
+        finally:
+            self.in_flight -= 1
+
+    def _answer(self, request: Request) -> Response:
         if self.fail_with is not None:
             return JSONResponse({"resourceType": "OperationOutcome"}, status_code=self.fail_with)
         if self.garbage:

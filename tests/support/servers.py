@@ -20,9 +20,25 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve_on_loopback(app: ASGIApp, port: int = 0, startup_timeout: float = 10.0) -> Iterator[str]:
-    """Run ``app`` with uvicorn on 127.0.0.1 (a free port by default); yields its base URL."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+def serve_on_loopback(
+    app: ASGIApp,
+    port: int = 0,
+    startup_timeout: float = 10.0,
+    shutdown_grace: float | None = None,
+) -> Iterator[str]:
+    """Run ``app`` with uvicorn on 127.0.0.1 (a free port by default); yields its base URL.
+
+    ``shutdown_grace`` bounds how long stopping waits for answers still in progress (a server
+    told to be slow would otherwise hold every test's teardown for its whole delay).
+    """
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        timeout_graceful_shutdown=shutdown_grace,
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
