@@ -44,7 +44,7 @@ class AuthenticationFailed(Exception):
     """Raised by the auth dependency; answered with a bare 401."""
 
 
-def get_runtime(request: Request) -> CdsRuntime:
+async def get_runtime(request: Request) -> CdsRuntime:
     runtime: CdsRuntime | None = getattr(request.app.state, "cds", None)
     if runtime is None:
         raise ProtocolError.single(503, "the service is starting", code="transient")

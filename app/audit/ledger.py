@@ -22,6 +22,7 @@ from app.audit.chain import BrokenLink, ChainedRecord, link_hash, verify
 from app.audit.report_index import index_appended, rebuild
 from app.audit.tables import CHAINS, ChainHead
 from app.store.database import StoreUnavailable
+from app.store.write_turns import write_turn
 
 LINK_COLUMNS = frozenset({"id", "sequence", "previous_hash", "record_hash"})
 # The column that dates each chain's records, for retention.
@@ -116,13 +117,17 @@ def locked_chain(engine: Engine, name: str, timeout_seconds: float) -> Iterator[
     Raises :class:`AuditUnavailable` when the lock or the commit cannot be had in time.
     """
     try:
-        with engine.begin() as connection:
+        with write_turn(engine, timeout_seconds), engine.begin() as connection:
             _begin_locked(connection, timeout_seconds)
             appender = ChainAppender(connection, _head(connection, name, for_update=True))
             yield appender
             appender._write()
     except SQLAlchemyError as error:
         raise AuditUnavailable(f"audit store unavailable: {type(error).__name__}") from error
+    except StoreUnavailable as error:
+        if isinstance(error, AuditUnavailable):
+            raise
+        raise AuditUnavailable(f"audit store unavailable: {error}") from None
 
 
 def _begin_locked(connection: Connection, timeout_seconds: float) -> None:
@@ -135,8 +140,11 @@ def _begin_locked(connection: Connection, timeout_seconds: float) -> None:
         connection.exec_driver_sql(f"SET LOCAL statement_timeout = {milliseconds}")
 
 
+CHAIN_HEAD = ChainHead.__table__  # type: ignore[attr-defined]
+
+
 def _head(connection: Connection, name: str, for_update: bool = False) -> Head:
-    statement = select(ChainHead).where(ChainHead.name == name)  # type: ignore[arg-type]
+    statement = select(CHAIN_HEAD).where(CHAIN_HEAD.c.name == name)
     if for_update:
         statement = statement.with_for_update()
     row = connection.execute(statement).mappings().one()

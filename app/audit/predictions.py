@@ -18,7 +18,8 @@ from prometheus_client import Counter
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from app.audit.ledger import locked_chain, probe_writable
+from app.audit.group_commit import chain_writer
+from app.audit.ledger import probe_writable
 from app.audit.pseudonym import Pseudonymizer
 from app.audit.tables import PredictionRecord
 from app.models.package import ModelPackage
@@ -138,15 +139,17 @@ class PredictionAudit:
         self.pseudonyms = pseudonyms
         self.timeout = timeout_seconds
         self._failures = failures
+        self._writer = chain_writer(engine, "prediction", timeout_seconds)
 
     async def record(self, row: dict[str, Any]) -> None:
         """Commit ``row`` to the chain; raises :class:`StoreUnavailable` when it cannot in time.
 
-        A write abandoned at the time limit may still commit afterwards: then a prediction is on
-        record whose card was not returned, never the reverse.
+        Rows of concurrent calls are committed together (group commit). A write abandoned
+        at the time limit may still commit afterwards: then a prediction is on record whose card
+        was not returned, never the reverse.
         """
         try:
-            await run_bounded(call_bound(self.timeout), self._append, row)
+            await self._writer.write(row, call_bound(self.timeout))
         except StoreUnavailable as error:
             if self._failures is not None:
                 self._failures.inc()
@@ -156,10 +159,6 @@ class PredictionAudit:
                 extra={"error": str(error)},
             )
             raise
-
-    def _append(self, row: dict[str, Any]) -> None:
-        with locked_chain(self.engine, "prediction", self.timeout) as chain:
-            chain.append(row)
 
     async def writable(self, timeout_seconds: float) -> bool:
         """Whether the store can take the chain lock within ``timeout_seconds`` now."""

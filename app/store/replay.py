@@ -7,12 +7,15 @@ import time
 from datetime import UTC, datetime
 
 from sqlalchemy import delete
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlmodel import Field, Session, SQLModel
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Field, SQLModel
 
-from app.store.database import StoreUnavailable, run_bounded
+from app.store.batch_writer import BatchWriter
+from app.store.database import StoreUnavailable
 from app.store.timestamps import UtcDateTime
+from app.store.write_turns import write_turn
 
 
 class SeenToken(SQLModel, table=True):
@@ -24,8 +27,14 @@ class SeenToken(SQLModel, table=True):
     expires_at: datetime = Field(sa_type=UtcDateTime, index=True)
 
 
+SEEN_TOKEN = SeenToken.__table__  # type: ignore[attr-defined]
+
+
 class SqlReplayGuard:
-    """``first_use`` inserts the token hash; the primary key makes a replay fail atomically."""
+    """``first_use`` inserts the token hash; the primary key makes a replay fail atomically.
+
+    The tokens of concurrent calls are inserted together, by one writer thread per process.
+    """
 
     def __init__(
         self, engine: Engine, purge_every_seconds: float = 60.0, bound_seconds: float = 4.0
@@ -34,27 +43,41 @@ class SqlReplayGuard:
         self._bound = bound_seconds
         self._purge_every = purge_every_seconds
         self._last_purge = 0.0
+        self._writer: BatchWriter[tuple[str, datetime], bool] = BatchWriter(
+            "jwt-replay-writer", self._first_uses, isolate=lambda _error: False
+        )
 
     async def first_use(self, iss: str, jti: str, expires_at: datetime) -> bool:
-        return await run_bounded(self._bound, self._first_use, iss, jti, expires_at)
-
-    def _first_use(self, iss: str, jti: str, expires_at: datetime) -> bool:
         token_hash = hashlib.sha256(f"{iss}\x00{jti}".encode()).hexdigest()
+        return await self._writer.write((token_hash, expires_at), self._bound)
+
+    def _first_uses(self, tokens: list[tuple[str, datetime]]) -> list[bool]:
+        """Whether each token is new: neither remembered before nor earlier in ``tokens``."""
+        first_expiry: dict[str, datetime] = {}
+        for token_hash, expires_at in tokens:
+            first_expiry.setdefault(token_hash, expires_at)
+        dialect = sqlite if self._engine.dialect.name == "sqlite" else postgresql
+        statement = (
+            dialect.insert(SEEN_TOKEN)
+            .values([{"token_hash": h, "expires_at": e} for h, e in first_expiry.items()])
+            .on_conflict_do_nothing(index_elements=["token_hash"])
+            .returning(SEEN_TOKEN.c.token_hash)
+        )
         try:
-            with Session(self._engine) as session:
-                self._purge_expired(session)
-                session.add(SeenToken(token_hash=token_hash, expires_at=expires_at))
-                session.commit()
-        except IntegrityError:
-            return False
+            with write_turn(self._engine, self._bound), self._engine.begin() as connection:
+                self._purge_expired(connection)
+                inserted = set(connection.execute(statement).scalars())
         except SQLAlchemyError as error:
             raise StoreUnavailable("the JWT replay memory cannot be written") from error
-        return True
+        new = []
+        for token_hash, _ in tokens:
+            new.append(token_hash in inserted)
+            inserted.discard(token_hash)  # a second use within the same batch is a replay
+        return new
 
-    def _purge_expired(self, session: Session) -> None:
+    def _purge_expired(self, connection: Connection) -> None:
         now = time.monotonic()
         if now - self._last_purge < self._purge_every:
             return
         self._last_purge = now
-        session.execute(delete(SeenToken).where(SeenToken.expires_at < datetime.now(UTC)))
-        session.commit()
+        connection.execute(delete(SEEN_TOKEN).where(SEEN_TOKEN.c.expires_at < datetime.now(UTC)))
