@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 
-.PHONY: install serve test test-postgres lint format ci bench bench-reports bench-http model
+.PHONY: install serve test test-postgres lint format ci bench bench-reports bench-quick bench-http model
 
 $(BIN)/bedside: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,14 +33,18 @@ format: install
 ci:
 	bash .ci/run
 
-bench: install
+# Everything: the in-process benchmarks, then end to end over HTTP (about 17 minutes in all).
+bench: bench-quick bench-http
+
+# Mapping, prediction and the audit store in-process (a minute or two).
+bench-quick: install
 	BEDSIDE_FHIR_SAMPLES=$${BEDSIDE_FHIR_SAMPLES:-../shared/fhir-samples} $(BIN)/python -m benchmarks.bench_mapping
 	BEDSIDE_FHIR_SAMPLES=$${BEDSIDE_FHIR_SAMPLES:-../shared/fhir-samples} $(BIN)/python -m benchmarks.bench_predict
 	$(BIN)/python -m benchmarks.bench_audit
 
 # End to end over HTTP (bedside serve --workers 2, SQLite and PostgreSQL, JWT-signed calls) with
-# a 10-minute RSS soak: about 20 minutes, so not part of `make bench`. BENCH_SOAK_SECONDS=60 for
-# a shorter run; results in docs/performance.md.
+# a 10-minute RSS soak: about 15 minutes. BENCH_SOAK_SECONDS=60 for a shorter run; results in
+# docs/performance.md.
 bench-http: install
 	BEDSIDE_FHIR_SAMPLES=$${BEDSIDE_FHIR_SAMPLES:-../shared/fhir-samples} $(BIN)/python -m benchmarks.bench_http
 

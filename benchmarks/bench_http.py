@@ -53,9 +53,9 @@ import httpx
 import orjson
 from sqlalchemy import create_engine, text
 
-from app.demo.cli import free_port
 from app.demo.client_keys import DemoClientKey
 from app.demo.service import SERVE_UNDER_C, BedsideProcess
+from app.demo.threaded_server import free_port
 from app.factory import BUNDLED_MODELS
 from app.models.card import risk_card
 from app.models.package import ModelPackage, load_packages

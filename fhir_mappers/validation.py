@@ -101,6 +101,12 @@ def _model(resource_type: str) -> Any:
     return get_fhir_model_class(resource_type)
 
 
+def load_models() -> None:
+    """Import the R4B model classes of every consumed type now (else on first use)."""
+    for resource_type in CONSUMED_ELEMENTS:
+        _model(resource_type)
+
+
 def validation_error(resource: dict[str, Any]) -> str | None:
     """None when ``resource`` is valid R4, else a short description of the first problems."""
     try:

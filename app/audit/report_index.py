@@ -16,6 +16,7 @@ import bisect
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date
+from functools import cache
 from typing import Any
 
 import orjson
@@ -255,17 +256,25 @@ def _upsert(
     connection: Connection,
     table: Table,
     rows: list[dict[str, Any]],
-    add: Sequence[str] = (),
-    replace: Sequence[str] = (),
+    add: tuple[str, ...] = (),
+    replace: tuple[str, ...] = (),
 ) -> None:
-    """INSERT … ON CONFLICT (primary key) DO UPDATE, one statement for all ``rows``: ``add``
-    columns are summed, ``replace`` columns take the new value."""
-    dialect = sqlite if connection.dialect.name == "sqlite" else postgresql
+    """INSERT … ON CONFLICT (primary key) DO UPDATE for all ``rows``: ``add`` columns are
+    summed, ``replace`` columns take the new value."""
+    connection.execute(_upsert_statement(connection.dialect.name, table, add, replace), rows)
+
+
+@cache
+def _upsert_statement(
+    dialect_name: str, table: Table, add: tuple[str, ...], replace: tuple[str, ...]
+) -> Any:
+    """Built once per table (a live append runs it on every prediction)."""
+    dialect = sqlite if dialect_name == "sqlite" else postgresql
     statement = dialect.insert(table)
     changes = {name: table.c[name] + statement.excluded[name] for name in add}
     changes.update({name: statement.excluded[name] for name in replace})
     keys = [column.name for column in table.primary_key.columns]
-    connection.execute(statement.on_conflict_do_update(index_elements=keys, set_=changes), rows)
+    return statement.on_conflict_do_update(index_elements=keys, set_=changes)
 
 
 def _lock_chain(connection: Connection, name: str) -> None:

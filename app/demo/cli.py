@@ -7,7 +7,6 @@ import asyncio
 import secrets
 import shutil
 import signal
-import socket
 import sys
 import time
 from collections import Counter
@@ -17,9 +16,10 @@ from pathlib import Path
 from app.access.tokens import create_token
 from app.demo.client_keys import DemoClientKey
 from app.demo.cohort import OVERRIDE_GROUP, all_resources, make_stays
-from app.demo.fhir_server import DemoFhirServer, serving
+from app.demo.fhir_server import DemoFhirServer
 from app.demo.replay import Ehr, ReplaySummary, replay
 from app.demo.service import BedsideProcess
+from app.demo.threaded_server import free_port, serving
 from app.store.database import make_engine
 
 MARKER = ".bedside-demo"
@@ -45,12 +45,6 @@ def fresh_folder(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / MARKER).write_text("made by bedside demo; emptied by the next run\n")
     return folder
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def run(args: argparse.Namespace) -> int:

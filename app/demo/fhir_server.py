@@ -8,14 +8,9 @@ request must carry the bearer token the demo EHR hands to Bedside in ``fhirAutho
 
 from __future__ import annotations
 
-import threading
-import time
 from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -108,24 +103,3 @@ def _outcome(code: str, text: str, status: int) -> Response:
         "issue": [{"severity": "error", "code": code, "diagnostics": text}],
     }
     return JSONResponse(body, status_code=status, media_type=FHIR_JSON)
-
-
-@contextmanager
-def serving(app: Starlette, host: str = "127.0.0.1", timeout: float = 10.0) -> Iterator[str]:
-    """Run ``app`` with uvicorn in a thread on a free loopback port; yields its base URL."""
-    config = uvicorn.Config(app, host=host, port=0, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="demo-fhir", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + timeout
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            server.should_exit = True
-            raise RuntimeError("the demo FHIR server did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout)

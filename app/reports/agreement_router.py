@@ -12,22 +12,23 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from app.access.tokens import Principal
-from app.dashboard.http import asset_base, html_page
 from app.dashboard.render import agreement_html
 from app.reports.agreement_queries import AgreementQuery, agreement_counts
 from app.reports.common import (
     Reader,
     check_format,
     check_label,
+    csv_context,
+    formatted,
     logged_report,
     report_thresholds,
     sectioned_csv,
     served_package,
+    time_window,
     utc,
 )
 from app.reports.queries import DEFAULT_LABEL
 from cds_hooks.errors import ProtocolError
-from cds_hooks.responses import JsonResponse
 from fairness.agreement import agreement_report, metric_columns, reason_columns, trend_columns
 
 router = APIRouter(prefix="/reports", tags=["Reports"])
@@ -46,11 +47,7 @@ async def agreement(
 ) -> Response:
     check_format(format)
     body = await agreement_body(request, principal, model, start, end, group_by, label)
-    if format == "csv":
-        return Response(agreement_csv(body), media_type="text/csv")
-    if format == "html":
-        return html_page(agreement_html(body, asset_base(request)))
-    return JsonResponse(body)
+    return formatted(request, format, body, agreement_csv, agreement_html)
 
 
 async def agreement_body(
@@ -69,13 +66,8 @@ async def agreement_body(
         query = AgreementQuery(model, utc(start), utc(end), group_by, label)
     except ValueError as error:
         raise ProtocolError.single(400, str(error)) from None
-    parameters = {
-        "model": model,
-        "start": query.start.isoformat(),
-        "end": query.end.isoformat(),
-        "group_by": group_by,
-        "label": label,
-    }
+    parameters = {"model": model, **time_window(query.start, query.end), "group_by": group_by}
+    parameters["label"] = label
     groups, weeks, versions = await logged_report(
         request,
         principal,
@@ -88,7 +80,7 @@ async def agreement_body(
     return {
         "model": model,
         "versions": versions,
-        "window": {"start": query.start.isoformat(), "end": query.end.isoformat()},
+        "window": time_window(query.start, query.end),
         "label": label,
         "group_by": group_by,
         "report": agreement_report(
@@ -101,13 +93,7 @@ def agreement_csv(body: dict[str, Any]) -> str:
     """One table: ``section`` "group" rows (and the whole population), then "reason" and "trend"
     rows, each prefixed by the model, versions, window and label."""
     report, attribute = body["report"], body["group_by"]
-    context = {
-        "model": body["model"],
-        "versions": " ".join(seen["version"] for seen in body["versions"]),
-        "start": body["window"]["start"],
-        "end": body["window"]["end"],
-        "label": body["label"],
-    }
+    context = csv_context(body, "label")
     columns = [attribute, *metric_columns(), *reason_columns(), *trend_columns()]
     sections = (
         ("group", [*report["groups"], report["overall"]]),

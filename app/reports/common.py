@@ -11,13 +11,16 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
+from fastapi.responses import Response
 
 from app.access.dependencies import require_roles
 from app.access.tokens import Principal
+from app.dashboard.http import asset_base, html_page
 from app.models.package import ModelPackage
 from app.settings import Settings
 from app.store.database import run_bounded
 from cds_hooks.errors import ProtocolError
+from cds_hooks.responses import JsonResponse
 from fairness.drift import DriftThresholds
 from fairness.report import ReportThresholds
 
@@ -96,6 +99,38 @@ async def logged_report(
     """Write the read to the access log, then run ``compute`` off the event loop, bounded."""
     await request.app.state.access_log.record(principal, action, parameters)
     return await run_bounded(REPORT_SECONDS, compute, *args)
+
+
+def time_window(start: datetime, end: datetime) -> dict[str, str]:
+    """The report's time window as it is shown and logged."""
+    return {"start": start.isoformat(), "end": end.isoformat()}
+
+
+def formatted(
+    request: Request,
+    format: str,
+    body: dict[str, Any],
+    as_csv: Callable[[dict[str, Any]], str],
+    as_html: Callable[[dict[str, Any], str], str],
+) -> Response:
+    """The report body as JSON, CSV or the dashboard's HTML page."""
+    if format == "csv":
+        return Response(as_csv(body), media_type="text/csv")
+    if format == "html":
+        return html_page(as_html(body, asset_base(request)))
+    return JsonResponse(body)
+
+
+def csv_context(body: Mapping[str, Any], *names: str) -> dict[str, Any]:
+    """What prefixes every CSV row: the model, the versions (or version), the window, ``names``."""
+    context: dict[str, Any] = {"model": body["model"]}
+    if "versions" in body:
+        context["versions"] = " ".join(seen["version"] for seen in body["versions"])
+    else:
+        context["version"] = body["version"]
+    context.update(body["window"])
+    context.update({name: body[name] for name in names})
+    return context
 
 
 def sectioned_csv(

@@ -13,21 +13,22 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from app.access.tokens import Principal
-from app.dashboard.http import asset_base, html_page
 from app.dashboard.render import drift_html
 from app.models.package import ModelPackage
 from app.reports.common import (
     Reader,
     check_format,
+    csv_context,
     drift_thresholds,
+    formatted,
     logged_report,
     sectioned_csv,
     served_package,
+    time_window,
     utc,
 )
 from app.reports.drift_queries import DriftQuery, drift_counts
 from cds_hooks.errors import ProtocolError
-from cds_hooks.responses import JsonResponse
 from fairness import columns as C
 from fairness.drift import drift_columns, drift_report, flag_columns
 
@@ -57,11 +58,7 @@ async def drift(
     body = await drift_body(
         request, principal, model, start, end, window, missing_difference, feature_share
     )
-    if format == "csv":
-        return Response(drift_csv(body), media_type="text/csv")
-    if format == "html":
-        return html_page(drift_html(body, asset_base(request)))
-    return JsonResponse(body)
+    return formatted(request, format, body, drift_csv, drift_html)
 
 
 async def drift_body(
@@ -86,14 +83,8 @@ async def drift_body(
     except ValueError as error:
         raise ProtocolError.single(400, str(error)) from None
     thresholds = drift_thresholds(request.app.state.settings, missing_difference, feature_share)
-    parameters = {
-        "model": model,
-        "start": query.start.isoformat(),
-        "end": query.end.isoformat(),
-        "window": window,
-        "missing_difference": missing_difference,
-        "feature_share": feature_share,
-    }
+    parameters = {"model": model, **time_window(query.start, query.end), "window": window}
+    parameters.update(missing_difference=missing_difference, feature_share=feature_share)
     cells, flags = await logged_report(
         request,
         principal,
@@ -112,7 +103,7 @@ async def drift_body(
     return {
         "model": model,
         "version": package.version,
-        "window": {"start": query.start.isoformat(), "end": query.end.isoformat()},
+        "window": time_window(query.start, query.end),
         "granularity": window,
         "report": report,
     }
@@ -122,13 +113,7 @@ def drift_csv(body: dict[str, Any]) -> str:
     """One table: ``section`` "feature", "score", "flag_rate" and "alert" rows, each prefixed by
     the model, version, window and granularity."""
     report = body["report"]
-    context = {
-        "model": body["model"],
-        "version": body["version"],
-        "start": body["window"]["start"],
-        "end": body["window"]["end"],
-        "window": body["granularity"],
-    }
+    context = {**csv_context(body), "window": body["granularity"]}
     columns = [C.FEATURE, "bucket", *drift_columns(), *flag_columns(), C.EXPECTED_FLAG_RATE, "kind"]
     sections = (
         ("feature", report["features"]),

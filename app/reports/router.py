@@ -12,22 +12,23 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from app.access.tokens import Principal
-from app.dashboard.http import asset_base, html_page
 from app.dashboard.render import fairness_html
 from app.models.package import ModelPackage
 from app.reports.common import (
     Reader,
     check_format,
     check_label,
+    csv_context,
+    formatted,
     logged_report,
     report_thresholds,
     sectioned_csv,
     served_package,
+    time_window,
     utc,
 )
 from app.reports.queries import DEFAULT_LABEL, FairnessQuery, fairness_counts
 from cds_hooks.errors import ProtocolError
-from cds_hooks.responses import JsonResponse
 from fairness import columns as C
 from fairness.calibration import calibration_columns
 from fairness.report import fairness_report, metric_columns
@@ -60,11 +61,7 @@ async def fairness(
     and a total minus the shown groups never gives a hidden group's count)."""
     check_format(format)
     body = await fairness_body(request, principal, model, start, end, group_by, label, threshold)
-    if format == "csv":
-        return Response(fairness_csv(body), media_type="text/csv")
-    if format == "html":
-        return html_page(fairness_html(body, asset_base(request)))
-    return JsonResponse(body)
+    return formatted(request, format, body, fairness_csv, fairness_html)
 
 
 async def fairness_body(
@@ -87,14 +84,8 @@ async def fairness_body(
         query = FairnessQuery(model, utc(start), utc(end), tuple(group_by.split(",")), used, label)
     except ValueError as error:
         raise ProtocolError.single(400, str(error)) from None
-    parameters = {
-        "model": model,
-        "start": query.start.isoformat(),
-        "end": query.end.isoformat(),
-        "group_by": group_by,
-        "label": label,
-        "threshold": threshold,
-    }
+    parameters = {"model": model, **time_window(query.start, query.end), "group_by": group_by}
+    parameters.update(label=label, threshold=threshold)
     groups, versions = await logged_report(
         request,
         principal,
@@ -108,7 +99,7 @@ async def fairness_body(
     return {
         "model": model,
         "versions": versions,
-        "window": {"start": query.start.isoformat(), "end": query.end.isoformat()},
+        "window": time_window(query.start, query.end),
         "label": label,
         "threshold": used,
         "group_by": list(query.group_by),
@@ -123,14 +114,7 @@ def fairness_csv(body: dict[str, Any]) -> str:
     then "calibration" rows (group × risk decile), each prefixed by the model, versions, window,
     label and threshold used."""
     report = body["report"]
-    context = {
-        "model": body["model"],
-        "versions": " ".join(seen["version"] for seen in body["versions"]),
-        "start": body["window"]["start"],
-        "end": body["window"]["end"],
-        "label": body["label"],
-        "threshold": body["threshold"],
-    }
+    context = csv_context(body, "label", "threshold")
     columns = [
         *body["group_by"],
         *metric_columns(report["reference"] is not None),

@@ -367,3 +367,28 @@ def test_streamed_body_over_the_limit_answers_413(run_bedside: RunBedside) -> No
         )
     assert "content-length" not in response.request.headers
     assert_operation_outcome(response, 413, "too-long")
+
+
+def test_a_served_worker_freezes_its_start_up_heap(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """What uvicorn's factory builds leaves the loaded stack out of later collections."""
+    import gc
+
+    from app import cli
+    from fhir_mappers import validation
+
+    monkeypatch.setattr(cli, "configure_logging", lambda _level: None)
+    monkeypatch.setenv("BEDSIDE_DATABASE_URL", f"sqlite:///{tmp_path}/bedside.db")
+    monkeypatch.setenv("BEDSIDE_INSECURE_DEV_AUTH", "true")
+    monkeypatch.setenv("BEDSIDE_LOG_LEVEL", "WARNING")
+    validation._model.cache_clear()
+    gc.unfreeze()
+    try:
+        app = cli.create_app_from_environment()
+        frozen = gc.get_freeze_count()
+    finally:
+        gc.unfreeze()
+    assert app.title == "Bedside"
+    assert frozen > 100_000  # the models, FHIR classes and web stack: ~160,000 objects
+    assert validation._model.cache_info().currsize == len(validation.CONSUMED_ELEMENTS)

@@ -11,20 +11,18 @@ import multiprocessing
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
-import httpx
 from sqlalchemy import Boolean, Column, Float, Integer, String
 from sqlalchemy.types import Uuid
 from sqlmodel.sql.sqltypes import AutoString
 
 from app.audit.ledger import content_columns, locked_chain, table_of
+from app.demo.service import BedsideProcess
 from app.store.database import make_engine
 from app.store.timestamps import UtcDateTime
 
@@ -120,52 +118,21 @@ def write_concurrently(
 # --- bedside serve -------------------------------------------------------------------------
 
 
-class BedsideServer:
-    """``bedside serve`` as a real subprocess on a loopback port; its output goes to a file."""
+class BedsideServer(BedsideProcess):
+    """``bedside serve`` for tests: a failed start is an AssertionError showing the server's
+    output, and the server can be killed outright."""
 
-    def __init__(self, port: int, environment: dict[str, str], log_path: Path) -> None:
-        self.port = port
-        self.base_url = f"http://127.0.0.1:{port}"
-        self.environment = {**os.environ, "BEDSIDE_PUBLIC_URL": self.base_url, **environment}
-        self.log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
-        self._log: TextIO | None = None
-
-    def start(self, ready_timeout: float) -> None:
-        """Start it and wait (bounded) until ``/readyz`` answers 200."""
-        self._log = self.log_path.open("w")
-        command = [sys.executable, "-m", "app.cli", "serve", "--port", str(self.port)]
-        self.process = subprocess.Popen(
-            command, cwd=REPO_ROOT, env=self.environment, stdout=self._log, stderr=self._log
-        )
-        deadline = time.monotonic() + ready_timeout
-        with httpx.Client(timeout=2.0) as http:
-            while True:
-                if self.process.poll() is not None:
-                    raise AssertionError(f"bedside serve exited early: {self.output()}")
-                try:
-                    if http.get(f"{self.base_url}/readyz").status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"bedside serve not ready in time: {self.output()}")
-                time.sleep(0.2)
+    def start(self, ready_timeout: float = 90.0) -> None:
+        try:
+            super().start(ready_timeout)
+        except RuntimeError as error:
+            raise AssertionError(f"{error}: {self.output()}") from None
 
     def kill(self) -> None:
         """SIGKILL: no shutdown, no flushing; whatever was in flight is cut."""
         if self.process is not None and self.process.poll() is None:
             os.kill(self.process.pid, signal.SIGKILL)
             self.process.wait(10)
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM, a bounded wait, then SIGKILL."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -174,4 +141,4 @@ class BedsideServer:
         """The end of what the server wrote (for failure messages)."""
         if self._log is not None:
             self._log.flush()
-        return self.log_path.read_text()[-4000:]
+        return self.log_path.read_text(errors="replace")[-4000:]
