@@ -259,8 +259,10 @@ def _row(group: AgreementCounts, attributes: Sequence[str], thresholds: ReportTh
     )
     hidden = few or hides(group.shown(OVERRIDE), group.responded, small)
     row |= {name: C.SUPPRESSED if hidden else value for name, value in measures.items()}
+    # A quantile of the answer delays gives back no count: it needs enough answers, nothing more.
+    too_few_delays = sum(group.delays.values()) < small
     for name, q in ((C.HOURS_MEDIAN, 0.5), (C.HOURS_P90, 0.9)):
-        row[name] = C.SUPPRESSED if few else histogram_quantile(group.delays, q)
+        row[name] = C.SUPPRESSED if too_few_delays else histogram_quantile(group.delays, q)
     for name, flag, response in RELIANCE:
         labelled = int(group.labelled[flag, response])
         events = int(group.events[flag, response])

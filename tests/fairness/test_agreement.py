@@ -267,3 +267,23 @@ def test_the_reviewers_unit_leak_is_gone() -> None:
     report = agreement_report(from_cells(cells, (), reasons), ("unit",), [])
     assert all(row[C.CARDS] == C.SUPPRESSED for row in report["groups"])
     assert [r["unit"] for r in report["reasons"]] == ["all"]
+
+
+def test_answer_delays_need_enough_answers_not_large_agreement_cells() -> None:
+    """A group whose kappa is hidden (a 1-9 cell in its table) still shows its delay quantiles
+    when enough cards were answered; a group with fewer than 10 timed answers does not."""
+    cells = [
+        (("wide",), True, "accepted", 1, 120, 0),
+        (("wide",), False, "accepted", 0, 200, 0),
+        (("wide",), True, "overridden", 0, 4, 0),  # a small cell: agreement measures hidden
+        (("wide",), False, "overridden", 0, 60, 0),
+        (("thin",), True, "accepted", 1, 300, 0),
+        (("thin",), False, "accepted", 0, 300, 0),
+    ]
+    delays = [(("wide",), 2, 300), (("wide",), 5, 84), (("thin",), 1, 9)]
+    report = agreement_report(from_cells(cells, delays), ("unit",), [])
+    rows = {row["unit"]: row for row in report["groups"]}
+    assert rows["wide"][C.KAPPA] == C.SUPPRESSED
+    assert rows["wide"][C.HOURS_MEDIAN] == pytest.approx(histogram_quantile({2: 300, 5: 84}, 0.5))
+    assert rows["wide"][C.HOURS_P90] == pytest.approx(histogram_quantile({2: 300, 5: 84}, 0.9))
+    assert rows["thin"][C.HOURS_MEDIAN] == C.SUPPRESSED == rows["thin"][C.HOURS_P90]
