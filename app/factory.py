@@ -27,7 +27,7 @@ from app.logs import quiet_http_loggers
 from app.metrics import Metrics
 from app.middleware import BodyLimitMiddleware, BodyTooLarge, ObservabilityMiddleware
 from app.models.package import ModelPackage, load_packages
-from app.models.service import registry_for
+from app.models.service import registry_for, validation_memo
 from app.outcomes.router import router as outcomes_router
 from app.outcomes.store import OutcomeStore
 from app.ratelimit import RateLimitedAuthenticator, RateLimiter, RateLimitMiddleware
@@ -76,7 +76,10 @@ def create_app(
     audit = PredictionAudit(engine, pseudonyms, timeout, metrics.audit_failures)
     if registry is None:
         packages = packages if packages is not None else load_model_packages(settings)
-        registry = registry_for(packages, settings.public_base, audit)
+        memo = validation_memo(settings.validation_memo_entries)
+        if memo is not None:
+            metrics.watch_validation_memo(memo)
+        registry = registry_for(packages, settings.public_base, audit, memo)
     clients = _trusted_clients(settings)
     limiter = _rate_limiter(settings)
 

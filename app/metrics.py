@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from fhir_mappers.validation_memo import ValidationMemo
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -56,5 +61,29 @@ class Metrics:
             ),
         )
 
+    def watch_validation_memo(self, memo: ValidationMemo) -> None:
+        """Export the memo's hits, misses and size (to size ``BEDSIDE_VALIDATION_MEMO_ENTRIES``)."""
+        self.registry.register(_MemoCollector(memo))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _MemoCollector(Collector):
+    def __init__(self, memo: ValidationMemo) -> None:
+        self._memo = memo
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        lookups = CounterMetricFamily(
+            "bedside_validation_memo_lookups",
+            "Resources checked against the validation memo, by result (hit: not validated again).",
+            labels=["result"],
+        )
+        lookups.add_metric(["hit"], self._memo.hits)
+        lookups.add_metric(["miss"], self._memo.misses)
+        yield lookups
+        yield GaugeMetricFamily(
+            "bedside_validation_memo_entries",
+            "Validation results the memo holds now.",
+            value=len(self._memo),
+        )

@@ -53,6 +53,12 @@ class Settings(BaseSettings):
         description="Longest wait for the audit store to take a write; a card whose prediction "
         "cannot be recorded in time is not returned.",
     )
+    validation_memo_entries: int = Field(
+        default=50000,
+        ge=0,
+        description="Validation results remembered by resource content (about 200 bytes "
+        "each), so that resources an EHR sends again are not validated again; 0 turns it off.",
+    )
     audit_retention_days: int | None = Field(
         default=None,
         gt=0,

@@ -49,7 +49,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import httpx
 import orjson
 from sqlalchemy import create_engine, text
 
@@ -60,6 +59,7 @@ from app.factory import BUNDLED_MODELS
 from app.models.card import risk_card
 from app.models.package import ModelPackage, load_packages
 from app.models.service import PackageService
+from benchmarks.loopback_http import LoopbackClient
 from cds_hooks.contexts import validate_context
 from cds_hooks.models import HookRequest, HookResponse
 from cds_hooks.registry import HookCall
@@ -86,6 +86,11 @@ POSTGRES_URL = os.environ.get(
 PHASES = frozenset(os.environ.get("BENCH_PHASES", "sweep,open,max,soak").split(","))
 WORKERS = 2
 PLACEHOLDER = b"00000000-0000-4000-8000-000000000000"
+# The patient's id in a body, replaced when sent: by the patient's own id, or, with
+# BENCH_DISTINCT_PATIENTS=1, by a new one per call, so that no resource's content repeats (the
+# subject of every resource names the patient) and the validation memo never helps.
+PATIENT_PLACEHOLDER = b"00000000-0000-4000-8000-0000000000aa"
+DISTINCT_PATIENTS = os.environ.get("BENCH_DISTINCT_PATIENTS", "0") == "1"
 TARGETS = {"open_p50_ms": 10.0, "open_p99_ms": 40.0, "max_rps": 300.0, "rss_growth_pct": 5.0}
 
 
@@ -182,7 +187,7 @@ def _body(hook: str, templates: dict[str, str], resources: list[dict[str, Any]])
         },
         "prefetch": {key: prefetch[key] for key in templates},
     }
-    return orjson.dumps(body)
+    return orjson.dumps(body).replace(patient["id"].encode(), PATIENT_PLACEHOLDER)
 
 
 def load_samples(folder: Path, package: ModelPackage) -> list[Sample]:
@@ -195,6 +200,9 @@ def load_samples(folder: Path, package: ModelPackage) -> list[Sample]:
         bodies = {
             hook: _body(hook, prefetch_templates(package.spec, hook), resources) for hook in HOOKS
         }
+        [patient] = [r for r in resources if r["resourceType"] == "Patient"]
+        own_id = patient["id"].encode()
+        bodies = {hook: _with_patient_id(body, own_id) for hook, body in bodies.items()}
         prefetch = orjson.loads(bodies["encounter-discharge"])["prefetch"]
         samples.append(
             Sample(
@@ -208,9 +216,20 @@ def load_samples(folder: Path, package: ModelPackage) -> list[Sample]:
     return samples
 
 
+def _with_patient_id(body: bytes, patient_id: bytes) -> bytes:
+    """The body whose patient id ``fresh`` renews with BENCH_DISTINCT_PATIENTS=1."""
+    if not DISTINCT_PATIENTS:
+        return body.replace(PATIENT_PLACEHOLDER, patient_id)
+    return body
+
+
 def fresh(body: bytes) -> bytes:
-    """The body with a new hookInstance (unique per event, as the spec requires)."""
-    return body.replace(PLACEHOLDER, str(uuid.uuid4()).encode(), 1)
+    """The body with a new hookInstance (unique per event, as the spec requires) and, with
+    BENCH_DISTINCT_PATIENTS=1, a new patient id."""
+    body = body.replace(PLACEHOLDER, str(uuid.uuid4()).encode(), 1)
+    if DISTINCT_PATIENTS:
+        body = body.replace(PATIENT_PLACEHOLDER, str(uuid.uuid4()).encode())
+    return body
 
 
 # --- statistics ----------------------------------------------------------------------------
@@ -341,20 +360,17 @@ def bedside(database_url: str, key: DemoClientKey, folder: Path) -> Iterator[Bed
 # --- load ----------------------------------------------------------------------------------
 
 
-async def _send(http: httpx.AsyncClient, url: str, body: bytes, token: str) -> int:
+async def _send(http: LoopbackClient, url: str, body: bytes, token: str) -> int:
     """The status (204: answered without a card; 0: no answer within the client's timeout)."""
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-    try:
-        response = await http.post(url, content=fresh(body), headers=headers)
-    except httpx.HTTPError:
-        return 0
-    if response.status_code == 200 and not response.json().get("cards"):
+    status, answer = await http.post(url, fresh(body), headers)
+    if status == 200 and not orjson.loads(answer).get("cards"):
         return 204  # answered without a card: counted apart
-    return response.status_code
+    return status
 
 
 async def closed_loop(
-    http: httpx.AsyncClient,
+    http: LoopbackClient,
     url: str,
     body: bytes,
     key: DemoClientKey,
@@ -385,7 +401,7 @@ async def closed_loop(
 
 
 async def open_loop(
-    http: httpx.AsyncClient,
+    http: LoopbackClient,
     targets: list[tuple[str, bytes]],
     key: DemoClientKey,
     rate: float,
@@ -506,9 +522,11 @@ async def run_database(
         bedside(url, key, Path(folder)) as server,
     ):
         workers = worker_pids(server.process.pid)  # type: ignore[union-attr]
-        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-        async with httpx.AsyncClient(timeout=30.0, limits=limits) as http:
+        http = LoopbackClient(server.base_url, timeout=30.0)
+        try:
             await _measure(kind, url, server, samples, key, floors, summary, soak, http, workers)
+        finally:
+            await http.aclose()
 
 
 def _url(server: BedsideProcess, hook: str) -> str:
@@ -524,7 +542,7 @@ async def _measure(
     floors: dict[tuple[str, str], float],
     summary: dict[str, Any],
     soak: bool,
-    http: httpx.AsyncClient,
+    http: LoopbackClient,
     workers: list[int],
 ) -> None:
     print(
@@ -579,7 +597,7 @@ async def _maximum(
     median: Sample,
     key: DemoClientKey,
     summary: dict[str, Any],
-    http: httpx.AsyncClient,
+    http: LoopbackClient,
     workers: list[int],
 ) -> None:
     result = await closed_loop(
@@ -604,7 +622,7 @@ async def _soak(
     samples: list[Sample],
     key: DemoClientKey,
     summary: dict[str, Any],
-    http: httpx.AsyncClient,
+    http: LoopbackClient,
     workers: list[int],
 ) -> None:
     targets = [(_url(server, h), s.bodies[h]) for s in samples for h in HOOKS]

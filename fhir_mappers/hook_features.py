@@ -12,16 +12,24 @@ from fhir_mappers.record import PatientRecord, record_from_prefetch
 from fhir_mappers.row import FeatureRow
 from fhir_mappers.spec import FeatureSpec
 from fhir_mappers.templates import SEARCH_KEYS
+from fhir_mappers.validation import ValidationCache
+from fhir_mappers.validation_memo import ValidationMemo
 
 TYPE_OF_SEARCH_KEY = {key: resource_type for resource_type, key in SEARCH_KEYS.items()}
 
 
-def hook_record(prefetch: Mapping[str, Any], context: Mapping[str, Any]) -> PatientRecord:
+def hook_record(
+    prefetch: Mapping[str, Any], context: Mapping[str, Any], memo: ValidationMemo | None = None
+) -> PatientRecord:
     """The patient's record from the resolved prefetch; :class:`InvalidPatient` when it holds
-    no single Patient or another patient than the one in context."""
+    no single Patient or another patient than the one in context.
+
+    With a ``memo``, resources whose content an earlier call validated are not validated again.
+    """
     record = record_from_prefetch(prefetch)
     if record is None:
         raise InvalidPatient("the prefetch holds no single Patient")
+    record.validation = ValidationCache(memo)
     patient_id = context.get("patientId")
     if patient_id and record.patient_key != f"Patient/{patient_id}":
         raise InvalidPatient("the prefetched Patient is not the patient in context")

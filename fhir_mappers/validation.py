@@ -14,6 +14,8 @@ from typing import Any
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
+from fhir_mappers.validation_memo import ValidationMemo
+
 CONSUMED_ELEMENTS: dict[str, frozenset[str]] = {
     "Patient": frozenset(
         {"gender", "birthDate", "extension", "communication", "deceasedBoolean", "deceasedDateTime"}
@@ -109,12 +111,17 @@ def load_models() -> None:
 
 def validation_error(resource: dict[str, Any]) -> str | None:
     """None when ``resource`` is valid R4, else a short description of the first problems."""
+    return part_error(consumed_part(resource))
+
+
+def part_error(part: dict[str, Any]) -> str | None:
+    """:func:`validation_error` of a resource already cut to its :func:`consumed_part`."""
     try:
-        model = _model(str(resource.get("resourceType")))
+        model = _model(str(part.get("resourceType")))
     except (KeyError, ValueError):
-        return f"unknown resourceType {resource.get('resourceType')!r}"
+        return f"unknown resourceType {part.get('resourceType')!r}"
     try:
-        model.model_validate(consumed_part(resource))
+        model.model_validate(part)
     except ValidationError as error:
         problems = error.errors(include_input=False, include_url=False)[:3]
         return "; ".join(
@@ -130,17 +137,21 @@ class ValidationCache:
     """Validates each resource object at most once while the cache lives.
 
     A record keeps one for all its mapping runs, so a patient mapped at several index times
-    (training) validates each resource once.
+    (training) validates each resource once. With a ``memo`` (the service's, shared by its
+    calls) a resource whose content was validated in an earlier call is not validated again.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, memo: ValidationMemo | None = None) -> None:
+        self._memo = memo
         self._results: dict[int, str | None] = {}
         self._keep: list[dict[str, Any]] = []  # keeps ids stable while cached
 
     def error(self, resource: dict[str, Any]) -> str | None:
         key = id(resource)
         if key not in self._results:
-            self._results[key] = validation_error(resource)
+            part = consumed_part(resource)
+            memo = self._memo
+            self._results[key] = memo.error(part) if memo is not None else part_error(part)
             self._keep.append(resource)
         return self._results[key]
 

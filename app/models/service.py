@@ -28,6 +28,8 @@ from fhir_mappers.labels import is_inpatient
 from fhir_mappers.mapper import InvalidPatient
 from fhir_mappers.row import FeatureRow
 from fhir_mappers.templates import ENCOUNTER_HOOKS, prefetch_templates, required_keys
+from fhir_mappers.validation import part_error
+from fhir_mappers.validation_memo import ValidationMemo
 
 
 @dataclass(frozen=True)
@@ -42,12 +44,18 @@ class PackageService:
     """Serves one package on one hook."""
 
     def __init__(
-        self, package: ModelPackage, hook: str, public_base: str, audit: PredictionAudit
+        self,
+        package: ModelPackage,
+        hook: str,
+        public_base: str,
+        audit: PredictionAudit,
+        memo: ValidationMemo | None = None,
     ) -> None:
         self.package = package
         self.hook = hook
         self.public_base = public_base
         self.audit = audit
+        self.memo = memo
         self.predictor = Predictor(package)
         self.templates = prefetch_templates(package.spec, hook)
 
@@ -100,7 +108,7 @@ class PackageService:
         started = time.perf_counter()
         context = call.request.context
         try:
-            record = hook_record(call.prefetch, context)
+            record = hook_record(call.prefetch, context, self.memo)
         except InvalidPatient as error:
             raise ProtocolError.single(400, str(error), code="invalid") from None
         encounter = encounter_in_context(record, context.get("encounterId"))
@@ -134,10 +142,20 @@ def _ongoing_inpatient_stay(encounter: dict | None) -> bool:
 
 
 def registry_for(
-    packages: list[ModelPackage], public_base: str, audit: PredictionAudit
+    packages: list[ModelPackage],
+    public_base: str,
+    audit: PredictionAudit,
+    memo: ValidationMemo | None = None,
 ) -> ServiceRegistry:
+    """Every package on every hook it names; ``memo`` is shared by all of them."""
     registry = ServiceRegistry()
     for package in packages:
         for hook in package.service["hooks"]:
-            registry.register(PackageService(package, hook, public_base, audit).definition())
+            service = PackageService(package, hook, public_base, audit, memo)
+            registry.register(service.definition())
     return registry
+
+
+def validation_memo(entries: int) -> ValidationMemo | None:
+    """The memo of ``BEDSIDE_VALIDATION_MEMO_ENTRIES`` results (None: turned off)."""
+    return ValidationMemo(entries, part_error) if entries > 0 else None

@@ -137,3 +137,35 @@ def test_discharge_without_its_encounter_is_a_412(
         response = client.call(DISCHARGE, body)
     assert response.status_code == 412
     assert response.json()["resourceType"] == "OperationOutcome"
+
+
+def _memo_lookups(client: CdsTestClient) -> dict[str, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = client.request("GET", "/metrics", sign=False, validate=False).text
+    return {
+        sample.labels["result"]: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "bedside_validation_memo_lookups_total"
+    }
+
+
+def test_a_patient_sent_again_is_not_validated_again_and_gets_the_same_card(
+    run_bedside: Callable[..., Any], trained_model: TrainedModel, stays_by_risk: list
+) -> None:
+    _, record, encounter = stays_by_risk[-1]
+    body = hook_request("encounter-discharge", record, encounter)
+    with run_bedside(packages=[trained_model.package]) as client:
+        first = _card(client, DISCHARGE, body)
+        after_first = _memo_lookups(client)
+        second = _card(client, DISCHARGE, {**body, "hookInstance": str(uuid.uuid4())})
+        after_second = _memo_lookups(client)
+    assert after_first["miss"] > 0 and after_first["hit"] == 0
+    assert after_second["miss"] == after_first["miss"]
+    assert after_second["hit"] == after_first["miss"]
+    assert second["summary"] == first["summary"] and second["detail"] == first["detail"]
+    with run_bedside(packages=[trained_model.package], validation_memo_entries=0) as client:
+        unmemoised = _card(client, DISCHARGE, {**body, "hookInstance": str(uuid.uuid4())})
+        assert _memo_lookups(client) == {}
+    assert unmemoised["detail"] == first["detail"]
