@@ -37,17 +37,27 @@ class LoopbackClient:
         head += [f"{name}: {value}" for name, value in headers.items()]
         head.append(f"Content-Length: {len(body)}")
         request = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
-        connection: Connection | None = None
         try:
             async with asyncio.timeout(self._timeout):
-                connection = self._idle.pop() if self._idle else await self._connect()
-                reader, writer = connection
-                writer.write(request)
-                status, payload, keep_alive = await _read_response(reader)
+                while self._idle:  # a kept-alive connection the server has closed meanwhile
+                    connection = self._idle.pop()  # fails before any answer: try the next
+                    try:
+                        return await self._exchange(connection, request)
+                    except (OSError, asyncio.IncompleteReadError) as error:
+                        if isinstance(error, asyncio.IncompleteReadError) and error.partial:
+                            return 0, b""  # it had begun to answer: not a stale connection
+                return await self._exchange(await self._connect(), request)
         except (OSError, EOFError, TimeoutError, ValueError, asyncio.IncompleteReadError):
-            if connection is not None:
-                connection[1].close()
             return 0, b""
+
+    async def _exchange(self, connection: Connection, request: bytes) -> tuple[int, bytes]:
+        reader, writer = connection
+        try:
+            writer.write(request)
+            status, payload, keep_alive = await _read_response(reader)
+        except BaseException:
+            writer.close()
+            raise
         if keep_alive:
             self._idle.append(connection)
         else:

@@ -12,9 +12,10 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Table, delete, func, insert, select, update
+from sqlalchemy import Insert, Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -101,12 +102,11 @@ class ChainAppender:
     def _write(self) -> None:
         if not self._pending:
             return
-        self.connection.execute(insert(self.table), self._pending)
+        self.connection.execute(_insert_into(self.head.name), self._pending)
         index_appended(self.connection, self.head.name, self._pending)
         self.connection.execute(
-            update(ChainHead)
-            .where(ChainHead.name == self.head.name)  # type: ignore[arg-type]
-            .values(head_sequence=self.head.sequence, head_hash=self.head.hash)
+            _HEAD_UPDATE,
+            {"chain": self.head.name, "sequence": self.head.sequence, "hash": self.head.hash},
         )
 
 
@@ -141,13 +141,25 @@ def _begin_locked(connection: Connection, timeout_seconds: float) -> None:
 
 
 CHAIN_HEAD = ChainHead.__table__  # type: ignore[attr-defined]
+# Statements of every append, built once (building and keying them anew cost more than running
+# them on SQLite).
+_HEAD = select(CHAIN_HEAD).where(CHAIN_HEAD.c.name == bindparam("chain"))
+_HEAD_FOR_UPDATE = _HEAD.with_for_update()
+_HEAD_UPDATE = (
+    update(CHAIN_HEAD)
+    .where(CHAIN_HEAD.c.name == bindparam("chain"))
+    .values(head_sequence=bindparam("sequence"), head_hash=bindparam("hash"))
+)
+
+
+@cache
+def _insert_into(name: str) -> Insert:
+    return insert(table_of(name))
 
 
 def _head(connection: Connection, name: str, for_update: bool = False) -> Head:
-    statement = select(CHAIN_HEAD).where(CHAIN_HEAD.c.name == name)
-    if for_update:
-        statement = statement.with_for_update()
-    row = connection.execute(statement).mappings().one()
+    statement = _HEAD_FOR_UPDATE if for_update else _HEAD
+    row = connection.execute(statement, {"chain": name}).mappings().one()
     return Head(
         name, row["head_sequence"], row["head_hash"], row["base_sequence"], row["base_hash"]
     )

@@ -37,6 +37,7 @@ MISSING = -1  # fairness.drift.MISSING: the bin of a missing value
 FACT: Table = ReportFact.__table__  # type: ignore[attr-defined]
 LABEL: Table = ReportLabel.__table__  # type: ignore[attr-defined]
 BINS: Table = FeatureBinCount.__table__  # type: ignore[attr-defined]
+_FACT_INSERT = FACT.insert()
 FACT_COLUMNS = (
     "created_at",
     "model",
@@ -98,7 +99,7 @@ def index_predictions(
     by encounter (an outcome sync may precede a later prediction for the same stay) and, when
     rebuilding, by card (a new card's uuid cannot have been named by an outcome yet)."""
     connection.execute(
-        FACT.insert(),
+        _FACT_INSERT,
         [{"sequence": r["sequence"], **{c: r[c] for c in FACT_COLUMNS}} for r in records],
     )
     counts: Counter[tuple[str, date, str, int]] = Counter()
@@ -220,22 +221,28 @@ def reference_edges(connection: Connection, package_hash: str) -> dict[str, list
     return edges
 
 
+@cache
+def _outcomes_of(key: str) -> Any:
+    """The outcomes whose ``key`` is one of ``owners``, in chain order (built once per key)."""
+    outcomes = CHAINS["outcome"].__table__  # type: ignore[attr-defined]
+    return (
+        select(outcomes.c[key], outcomes.c.label, outcomes.c.value)
+        .where(outcomes.c[key].in_(bindparam("owners", expanding=True)))
+        .order_by(outcomes.c.sequence)
+    )
+
+
 def _label_from_outcomes(
     connection: Connection, records: Sequence[Mapping[str, Any]], key: str, column: str
 ) -> None:
-    outcomes = CHAINS["outcome"].__table__  # type: ignore[attr-defined]
     owners: dict[Any, list[int]] = {}
     for record in records:
         if record[key] is not None:
             owners.setdefault(record[key], []).append(record["sequence"])
     latest: dict[tuple[str, int], float] = {}
+    statement = _outcomes_of(key)
     for chunk in _chunks(list(owners)):
-        statement = (
-            select(outcomes.c[key], outcomes.c.label, outcomes.c.value)
-            .where(outcomes.c[key].in_(chunk))
-            .order_by(outcomes.c.sequence)
-        )
-        for owner, label, value in connection.execute(statement):
+        for owner, label, value in connection.execute(statement, {"owners": chunk}):
             for sequence in owners[owner]:
                 latest[(label, sequence)] = value
     if latest:

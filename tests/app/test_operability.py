@@ -384,11 +384,15 @@ def test_a_served_worker_freezes_its_start_up_heap(
     monkeypatch.setenv("BEDSIDE_LOG_LEVEL", "WARNING")
     validation._model.cache_clear()
     gc.unfreeze()
+    thresholds = gc.get_threshold()
     try:
         app = cli.create_app_from_environment()
         frozen = gc.get_freeze_count()
+        worker_thresholds = gc.get_threshold()
     finally:
         gc.unfreeze()
+        gc.set_threshold(*thresholds)
+    assert worker_thresholds == cli.WORKER_GC_THRESHOLDS != thresholds
     assert app.title == "Bedside"
     assert frozen > 100_000  # the models, FHIR classes and web stack: ~160,000 objects
     assert validation._model.cache_info().currsize == len(validation.CONSUMED_ELEMENTS)
