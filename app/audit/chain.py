@@ -43,9 +43,14 @@ def _plain(value: Any) -> Any:
 
 def link_hash(previous_hash: str, content: Mapping[str, Any]) -> str:
     """SHA-256 over the previous hash and the canonical content."""
+    return link_canonical(previous_hash, canonical(content))
+
+
+def link_canonical(previous_hash: str, canonical_content: bytes) -> str:
+    """:func:`link_hash` of content already in its :func:`canonical` form."""
     digest = hashlib.sha256(previous_hash.encode("ascii"))
     digest.update(b"\n")
-    digest.update(canonical(content))
+    digest.update(canonical_content)
     return digest.hexdigest()
 
 

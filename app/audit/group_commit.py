@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DisconnectionError, OperationalError
 
-from app.audit.ledger import AuditUnavailable, locked_chain
+from app.audit.ledger import AuditUnavailable, locked_chain, prepare_record
 from app.store.batch_writer import BatchWriter
 
 
@@ -23,8 +23,9 @@ def chain_writer(
     """A writer whose results are the sequence numbers the records got in ``chain``."""
 
     def append_all(rows: list[Mapping[str, Any]]) -> list[int]:
+        prepared = [prepare_record(chain, row) for row in rows]  # before the lock is taken
         with locked_chain(engine, chain, timeout_seconds) as appender:
-            return [appender.append(row) for row in rows]
+            return [appender.append(record) for record in prepared]
 
     return BatchWriter(
         f"audit-{chain}-writer", append_all, isolate=lambda error: not store_unavailable(error)

@@ -19,7 +19,7 @@ from sqlalchemy import Insert, Table, bindparam, delete, func, insert, select, u
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.audit.chain import BrokenLink, ChainedRecord, link_hash, verify
+from app.audit.chain import BrokenLink, ChainedRecord, canonical, link_canonical, verify
 from app.audit.report_index import index_appended, rebuild
 from app.audit.tables import CHAINS, ChainHead
 from app.store.database import StoreUnavailable
@@ -69,26 +69,45 @@ def content_of(columns: list[str], row: Mapping[str, Any]) -> dict[str, Any]:
     return content
 
 
+@dataclass(frozen=True)
+class PreparedRecord:
+    """A record's content and its canonical form: all of an append but the link itself."""
+
+    content: dict[str, Any]
+    canonical: bytes
+
+
+@cache
+def _content_columns_of(name: str) -> tuple[str, ...]:
+    return tuple(content_columns(table_of(name)))
+
+
+def prepare_record(name: str, row: Mapping[str, Any]) -> PreparedRecord:
+    """Check and canonicalise ``row`` (every content column of chain ``name``, nothing else)
+    before the chain's lock is taken, so that the lock is held only to link and write it."""
+    columns = _content_columns_of(name)
+    if set(row) != set(columns):
+        raise ValueError(f"a {name} record needs exactly {sorted(columns)}")
+    content = content_of(list(columns), row)
+    return PreparedRecord(content, canonical(content))
+
+
 class ChainAppender:
     """Adds records to one locked chain; written when the transaction block ends."""
 
     def __init__(self, connection: Connection, head: Head) -> None:
         self.connection = connection
-        self.table = table_of(head.name)
-        self.columns = content_columns(self.table)
         self.head = head
         self._pending: list[dict[str, Any]] = []
 
-    def append(self, row: Mapping[str, Any]) -> int:
+    def append(self, row: Mapping[str, Any] | PreparedRecord) -> int:
         """Link ``row`` (every content column, nothing else) to the chain; its sequence."""
-        if set(row) != set(self.columns):
-            raise ValueError(f"a {self.head.name} record needs exactly {sorted(self.columns)}")
-        content = content_of(self.columns, row)
+        prepared = row if isinstance(row, PreparedRecord) else prepare_record(self.head.name, row)
         sequence = self.head.sequence + 1
-        record_hash = link_hash(self.head.hash, content)
+        record_hash = link_canonical(self.head.hash, prepared.canonical)
         self._pending.append(
             {
-                **content,
+                **prepared.content,
                 "sequence": sequence,
                 "previous_hash": self.head.hash,
                 "record_hash": record_hash,

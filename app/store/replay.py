@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import time
 from datetime import UTC, datetime
+from functools import cache
+from typing import Any
 
 from sqlalchemy import delete
 from sqlalchemy.dialects import postgresql, sqlite
@@ -28,6 +30,17 @@ class SeenToken(SQLModel, table=True):
 
 
 SEEN_TOKEN = SeenToken.__table__  # type: ignore[attr-defined]
+
+
+@cache
+def _remember_new(dialect_name: str) -> Any:
+    """INSERT the token hashes not seen before, RETURNING them (built once per dialect)."""
+    dialect = sqlite if dialect_name == "sqlite" else postgresql
+    return (
+        dialect.insert(SEEN_TOKEN)
+        .on_conflict_do_nothing(index_elements=["token_hash"])
+        .returning(SEEN_TOKEN.c.token_hash)
+    )
 
 
 class SqlReplayGuard:
@@ -56,17 +69,12 @@ class SqlReplayGuard:
         first_expiry: dict[str, datetime] = {}
         for token_hash, expires_at in tokens:
             first_expiry.setdefault(token_hash, expires_at)
-        dialect = sqlite if self._engine.dialect.name == "sqlite" else postgresql
-        statement = (
-            dialect.insert(SEEN_TOKEN)
-            .values([{"token_hash": h, "expires_at": e} for h, e in first_expiry.items()])
-            .on_conflict_do_nothing(index_elements=["token_hash"])
-            .returning(SEEN_TOKEN.c.token_hash)
-        )
+        statement = _remember_new(self._engine.dialect.name)
+        rows = [{"token_hash": h, "expires_at": e} for h, e in first_expiry.items()]
         try:
             with write_turn(self._engine, self._bound), self._engine.begin() as connection:
                 self._purge_expired(connection)
-                inserted = set(connection.execute(statement).scalars())
+                inserted = set(connection.execute(statement, rows).scalars())
         except SQLAlchemyError as error:
             raise StoreUnavailable("the JWT replay memory cannot be written") from error
         new = []
