@@ -196,6 +196,9 @@ def test_a_frozen_heap_stays_frozen(tmp_path: Path) -> None:
     try:
         frozen = gc.get_freeze_count()
         records_from_ndjson(tmp_path)
-        assert gc.get_freeze_count() == frozen
+        # Thawing would empty the permanent generation, freezing again would add the parsed
+        # records to it; a few frozen objects may still be freed by reference counting
+        # meanwhile (an idle writer thread of an earlier test ending, say).
+        assert frozen - 100 <= gc.get_freeze_count() <= frozen
     finally:
         gc.unfreeze()
