@@ -102,6 +102,7 @@ class JwksCache:
             if not (isinstance(document, dict) and isinstance(document.get("keys"), list)):
                 raise ValueError("not a JWK set")
         except (httpx.HTTPError, ValueError) as error:
-            log.warning("JWKS fetch failed", extra={"jwks_url": url, "error": type(error).__name__})
+            reason = type(error).__name__
+            log.warning("JWKS fetch failed (%s)", reason, extra={"jwks_url": url, "error": reason})
             return None
         return index_keys(document)

@@ -142,7 +142,8 @@ def make_authenticator(
         replay_guard: ReplayGuard | None = None,
         clock: Callable[[], float] = lambda: NOW,
     ) -> JwtAuthenticator:
-        cache = JwksCache(http, ttl=3600, min_refresh=MIN_REFRESH, clock=jwks_clock)
+        # A generous fetch timeout: the key server is a thread of this busy test process.
+        cache = JwksCache(http, ttl=3600, min_refresh=MIN_REFRESH, timeout=10, clock=jwks_clock)
         return JwtAuthenticator(
             {client.iss: client for client in clients},
             cache,
@@ -583,7 +584,8 @@ async def test_failed_jwks_fetch_is_not_retried_within_min_refresh(jwks_clock: F
         return httpx.Response(503)
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(unavailable)) as http:
-        cache = JwksCache(http, ttl=3600, min_refresh=MIN_REFRESH, clock=jwks_clock)
+        # A generous fetch timeout: the key server is a thread of this busy test process.
+        cache = JwksCache(http, ttl=3600, min_refresh=MIN_REFRESH, timeout=10, clock=jwks_clock)
         for _ in range(3):
             assert await cache.key("https://keys.example.org/jwks", "kid") is None
         assert len(requests) == 1
