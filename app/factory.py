@@ -36,7 +36,7 @@ from app.reports.drift_router import router as drift_router
 from app.reports.router import router as reports_router
 from app.settings import Settings
 from app.store.database import StoreUnavailable, call_bound, create_tables, make_engine
-from app.store.replay import SqlReplayGuard
+from app.store.replay import SqlReplayGuard, replay_engine
 from app.web.pages import router as pages_router
 from cds_hooks.auth.clients import TrustedClient, load_trusted_clients
 from cds_hooks.auth.jwks import JwksCache
@@ -89,12 +89,14 @@ def create_app(
             log.warning(INSECURE_WARNING)
         create_tables(engine)
         register_packages(engine, app.state.packages)
+        replay = engine if settings.insecure_dev_auth else replay_engine(engine)
+        app.state.replay_engine = replay
         limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
         async with httpx.AsyncClient(limits=limits, follow_redirects=False) as http:
             app.state.cds = CdsRuntime(
                 registry=registry,
                 authenticator=_rate_limited(
-                    _authenticator(settings, clients, http, engine), limiter
+                    _authenticator(settings, clients, http, replay), limiter
                 ),
                 feedback_store=SqlFeedbackStore(engine, timeout),
                 http=http,
@@ -103,6 +105,8 @@ def create_app(
                 fhir_max_pages=settings.fhir_max_pages,
             )
             yield
+        if replay is not engine:
+            replay.dispose()
         engine.dispose()
 
     app = FastAPI(
@@ -183,7 +187,7 @@ def _authenticator(
     settings: Settings,
     clients: dict[str, TrustedClient],
     http: httpx.AsyncClient,
-    engine: Engine,
+    replay: Engine,
 ) -> Authenticator:
     if settings.insecure_dev_auth:
         return InsecureDevAuthenticator()
@@ -193,7 +197,7 @@ def _authenticator(
     return JwtAuthenticator(
         clients,
         jwks,
-        SqlReplayGuard(engine, bound_seconds=call_bound(settings.audit_write_timeout_seconds)),
+        SqlReplayGuard(replay, bound_seconds=call_bound(settings.audit_write_timeout_seconds)),
         leeway=settings.jwt_leeway_seconds,
         max_lifetime=settings.jwt_max_lifetime_seconds,
     )

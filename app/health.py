@@ -27,7 +27,10 @@ async def healthz() -> dict[str, str]:
 )
 async def readyz(request: Request) -> JsonResponse:
     state = request.app.state
-    database_ok = await _database_answers(state.engine)
+    replay = getattr(state, "replay_engine", state.engine)
+    database_ok = await _database_answers(state.engine) and (
+        replay is state.engine or await _database_answers(replay)
+    )
     audit_ok = database_ok and await _audit_writable(state.audit)
     runtime = getattr(state, "cds", None)
     checks = {

@@ -249,7 +249,11 @@ class Result:
     statuses: Counter[int] = field(default_factory=Counter)
     wall: float = 0.0
     client_cpu: float = 0.0
-    server_cpu: float = 0.0
+    worker_cpu: list[float] = field(default_factory=list)
+
+    @property
+    def server_cpu(self) -> float:
+        return sum(self.worker_cpu)
 
     def line(self) -> str:
         ok = self.statuses.get(200, 0)
@@ -260,7 +264,8 @@ class Result:
             f"p99 {percentile(lat, 0.99):7.1f} ms  {ok / self.wall:6.1f} req/s  "
             f"n {ok}{f' ERRORS {errors}' if errors else ''}  "
             f"cores: client {self.client_cpu / self.wall:.2f} "
-            f"server {self.server_cpu / self.wall:.2f}"
+            f"server {self.server_cpu / self.wall:.2f} "
+            f"({' + '.join(f'{cpu / self.wall:.2f}' for cpu in self.worker_cpu)})"
         )
 
 
@@ -297,16 +302,23 @@ def rss_bytes(pids: list[int]) -> int:
     return total
 
 
-def cpu_seconds(pids: list[int]) -> float:
+def cpu_seconds(pids: list[int]) -> list[float]:
+    """CPU seconds (user + system) each process has used so far (0 for one that is gone)."""
     ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
+    seconds = []
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
+            seconds.append(0.0)
             continue
-        total += (int(fields[11]) + int(fields[12])) / ticks
-    return total
+        seconds.append((int(fields[11]) + int(fields[12])) / ticks)
+    return seconds
+
+
+def cpu_used(before: list[float], pids: list[int]) -> list[float]:
+    """CPU seconds each process used since ``before`` (from :func:`cpu_seconds`)."""
+    return [now - then for then, now in zip(before, cpu_seconds(pids), strict=True)]
 
 
 @contextmanager
@@ -397,7 +409,7 @@ async def closed_loop(
     await asyncio.gather(*(caller() for _ in range(concurrency)))
     result.wall = time.perf_counter() - started
     result.client_cpu = time.process_time() - cpu0
-    result.server_cpu = cpu_seconds(workers) - server0
+    result.worker_cpu = cpu_used(server0, workers)
     return result
 
 
@@ -444,7 +456,7 @@ async def open_loop(
     await asyncio.gather(*pending)
     result.wall = time.perf_counter() - started
     result.client_cpu = time.process_time() - cpu0
-    result.server_cpu = cpu_seconds(workers) - server0
+    result.worker_cpu = cpu_used(server0, workers)
     return result
 
 

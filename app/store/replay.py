@@ -1,4 +1,11 @@
-"""JWT replay memory in the database, so that it holds across workers and replicas."""
+"""JWT replay memory in the database, so that it holds across workers and replicas.
+
+On PostgreSQL it is the ``seen_token`` table of the store. An SQLite store admits one writer at a
+time, and every CDS call writes both a token and a prediction: there the memory is a file of its
+own beside the store's (``<store>.jwt-replay``), so that the two writes of a call, and of all
+the calls of every worker, do not queue for one lock. Its rows live minutes, and nothing else
+reads them: the file is not migrated, backed up or verified.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +19,11 @@ from sqlalchemy import delete
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.schema import CreateIndex, CreateTable
 from sqlmodel import Field, SQLModel
 
 from app.store.batch_writer import BatchWriter
-from app.store.database import StoreUnavailable
+from app.store.database import StoreUnavailable, make_engine
 from app.store.timestamps import UtcDateTime
 from app.store.write_turns import write_turn
 
@@ -41,6 +49,22 @@ def _remember_new(dialect_name: str) -> Any:
         .on_conflict_do_nothing(index_elements=["token_hash"])
         .returning(SEEN_TOKEN.c.token_hash)
     )
+
+
+def replay_engine(store: Engine) -> Engine:
+    """Where the replay memory is written: ``store`` itself, except for an SQLite file, whose
+    memory is ``<file>.jwt-replay`` (created on first use)."""
+    if store.dialect.name != "sqlite":
+        return store
+    url = store.url
+    if url.query.get("uri") or not url.database or url.database == ":memory:":
+        return store  # one process, nothing to share
+    engine = make_engine(url.set(database=f"{url.database}.jwt-replay").render_as_string(False))
+    with engine.begin() as connection:  # every worker at once: IF NOT EXISTS
+        connection.execute(CreateTable(SEEN_TOKEN, if_not_exists=True))
+        for index in SEEN_TOKEN.indexes:
+            connection.execute(CreateIndex(index, if_not_exists=True))
+    return engine
 
 
 class SqlReplayGuard:

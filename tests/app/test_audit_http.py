@@ -212,11 +212,10 @@ def test_a_prediction_that_cannot_be_audited_gets_no_card_and_readyz_fails_until
 ) -> None:
     """The audit write itself fails (its chain is held past the write timeout): no card, an
     error counted in the metrics, /readyz failing, and cards again once the store is back.
-    On SQLite the whole file is locked, so this case runs without the JWT replay memory."""
+    On SQLite the whole file is locked; the JWT replay memory, a file of its own, is not."""
     _, record, encounter = stays_by_risk[-1]
     request = lambda: hook_request("encounter-discharge", record, encounter)  # noqa: E731
-    sqlite = database_url.startswith("sqlite")
-    with run_bedside(packages=[trained_model.package], insecure_dev_auth=sqlite) as client:
+    with run_bedside(packages=[trained_model.package]) as client:
         assert len(client.call(DISCHARGE, request()).json()["cards"]) == 1
         with prediction_chain_held(database_url):
             started = time.monotonic()

@@ -7,6 +7,7 @@ import functools
 import hashlib
 import hmac
 import json
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -23,7 +24,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from app.store.database import create_tables, make_engine
-from app.store.replay import SeenToken, SqlReplayGuard
+from app.store.replay import SeenToken, SqlReplayGuard, replay_engine
 from cds_hooks.auth.clients import TrustedClient, load_trusted_clients, parse_trusted_clients
 from cds_hooks.auth.identity import ClientIdentity, Unauthorized
 from cds_hooks.auth.jwks import JwksCache, index_keys
@@ -624,3 +625,47 @@ def test_index_keys_keeps_signing_keys_by_kid(signing_key: SigningKey) -> None:
     encryption = {**SigningKey("ES384").public_jwk, "use": "enc"}
     indexed = index_keys({"keys": [encryption, signing_key.public_jwk]})
     assert indexed == {signing_key.kid: signing_key.public_jwk, None: signing_key.public_jwk}
+
+
+async def test_an_sqlite_store_keeps_the_replay_memory_in_a_file_of_its_own(
+    tmp_path: Path,
+) -> None:
+    """Two workers of one SQLite store share the memory in ``<store>.jwt-replay``, and it takes
+    tokens while another writer holds the store's own write lock (a prediction being appended)."""
+    url = f"sqlite:///{tmp_path / 'bedside.db'}"
+    stores = [make_engine(url), make_engine(url)]
+    create_tables(stores[0])
+    memories = [replay_engine(store) for store in stores]
+    holder = sqlite3.connect(tmp_path / "bedside.db", isolation_level=None)
+    try:
+        assert all(memory is not store for memory, store in zip(memories, stores, strict=True))
+        assert (tmp_path / "bedside.db.jwt-replay").is_file()
+        first, second = (SqlReplayGuard(memory, bound_seconds=2) for memory in memories)
+        expires = datetime.now(UTC) + timedelta(minutes=5)
+        holder.execute("BEGIN IMMEDIATE")
+        started = time.monotonic()
+        assert await first.first_use(TEST_ISSUER, "jti-1", expires)
+        assert not await second.first_use(TEST_ISSUER, "jti-1", expires)
+        assert await second.first_use(TEST_ISSUER, "jti-2", expires)
+        assert time.monotonic() - started < 1.5, "the store's lock must not delay the memory"
+        holder.execute("ROLLBACK")
+        with Session(stores[0]) as session:
+            assert session.exec(select(SeenToken)).all() == []
+        with Session(memories[1]) as session:
+            assert len(session.exec(select(SeenToken)).all()) == 2
+    finally:
+        holder.close()
+        for engine in (*memories, *stores):
+            engine.dispose()
+
+
+def test_a_database_server_or_in_memory_store_keeps_the_replay_memory_itself(
+    engine: Engine,
+) -> None:
+    memory_store = make_engine("sqlite://")
+    try:
+        assert replay_engine(memory_store) is memory_store
+        if engine.dialect.name != "sqlite":
+            assert replay_engine(engine) is engine
+    finally:
+        memory_store.dispose()

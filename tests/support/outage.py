@@ -135,8 +135,9 @@ class DatabaseOutage:
 class AuditStoreOutage:
     """The audit store stops taking writes, for real, then takes them again.
 
-    SQLite: another connection holds the write lock (a stuck writer, a backup). PostgreSQL: the
-    TCP path to the server is cut (``DatabaseOutage``).
+    SQLite: other connections hold the write locks of the store's file and of its JWT replay
+    memory's (a stuck writer, a full disk). PostgreSQL: the TCP path to the server is cut
+    (``DatabaseOutage``).
     """
 
     def __init__(self, database_url: str, tmp_path: Path) -> None:
@@ -149,7 +150,7 @@ class AuditStoreOutage:
         else:
             self._database = DatabaseOutage(database_url, tmp_path)
             self.url = self._database.url
-        self._holder: sqlite3.Connection | None = None
+        self._holders: list[sqlite3.Connection] = []
         self._cut = False
 
     def __enter__(self) -> AuditStoreOutage:
@@ -167,16 +168,18 @@ class AuditStoreOutage:
         if self._database:
             self._database.cut()
             return
-        self._holder = sqlite3.connect(str(self.sqlite_file), isolation_level=None)
-        self._holder.execute("BEGIN IMMEDIATE")
+        for path in (str(self.sqlite_file), f"{self.sqlite_file}.jwt-replay"):
+            holder = sqlite3.connect(path, isolation_level=None)
+            holder.execute("BEGIN IMMEDIATE")
+            self._holders.append(holder)
 
     def restore(self) -> None:
         if not self._cut:
             return
         self._cut = False
-        if self._holder is not None:
-            self._holder.execute("ROLLBACK")
-            self._holder.close()
-            self._holder = None
-        elif self._database:
+        for holder in self._holders:
+            holder.execute("ROLLBACK")
+            holder.close()
+        self._holders.clear()
+        if self._database:
             self._database.restore()
