@@ -15,14 +15,14 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Insert, Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import Insert, Table, bindparam, delete, func, insert, select, text, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.audit.chain import BrokenLink, ChainedRecord, canonical, link_canonical, verify
 from app.audit.report_index import index_appended, rebuild
 from app.audit.tables import CHAINS, ChainHead
-from app.store.database import StoreUnavailable
+from app.store.database import StoreUnavailable, set_busy_timeout
 from app.store.write_turns import write_turn
 
 LINK_COLUMNS = frozenset({"id", "sequence", "previous_hash", "record_hash"})
@@ -150,13 +150,21 @@ def locked_chain(engine: Engine, name: str, timeout_seconds: float) -> Iterator[
 
 
 def _begin_locked(connection: Connection, timeout_seconds: float) -> None:
+    """Start the transaction with the chain's lock bounded by ``timeout_seconds``, in as few
+    statements as the dialect allows (every append runs this)."""
     milliseconds = max(1, round(timeout_seconds * 1000))
     if connection.dialect.name == "sqlite":
-        connection.exec_driver_sql(f"PRAGMA busy_timeout = {milliseconds}")
+        set_busy_timeout(connection, milliseconds)
         connection.exec_driver_sql("BEGIN IMMEDIATE")
     elif connection.dialect.name == "postgresql":
-        connection.exec_driver_sql(f"SET LOCAL lock_timeout = {milliseconds}")
-        connection.exec_driver_sql(f"SET LOCAL statement_timeout = {milliseconds}")
+        connection.execute(_TIMEOUTS, {"milliseconds": str(milliseconds)})
+
+
+# Both limits for this transaction only, in one round trip.
+_TIMEOUTS = text(
+    "SELECT set_config('lock_timeout', :milliseconds, true),"
+    " set_config('statement_timeout', :milliseconds, true)"
+)
 
 
 CHAIN_HEAD = ChainHead.__table__  # type: ignore[attr-defined]

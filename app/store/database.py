@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 import anyio
 from sqlalchemy import event, text
-from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import create_engine
 
@@ -73,12 +73,25 @@ def make_engine(database_url: str) -> Engine:
     )
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+SQLITE_BUSY_MILLISECONDS = 30_000
+
+
+def _sqlite_pragmas(dbapi_connection: Any, record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MILLISECONDS}")
     cursor.close()
+    record.info["busy_timeout"] = SQLITE_BUSY_MILLISECONDS
+
+
+def set_busy_timeout(connection: Connection, milliseconds: int) -> None:
+    """How long this SQLite connection waits for the write lock; a statement only when it
+    changes (the pooled connection keeps its value across checkouts)."""
+    pooled = connection.connection.info
+    if pooled.get("busy_timeout") != milliseconds:
+        connection.exec_driver_sql(f"PRAGMA busy_timeout = {milliseconds}")
+        pooled["busy_timeout"] = milliseconds
 
 
 def create_tables(engine: Engine) -> None:

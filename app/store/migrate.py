@@ -19,7 +19,7 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, Engine
 
 from app.settings import Settings
-from app.store.database import make_engine
+from app.store.database import SQLITE_BUSY_MILLISECONDS, make_engine, set_busy_timeout
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # The revision whose tables ``create_all`` made before there were migrations.
@@ -80,7 +80,7 @@ def _lock(connection: Connection) -> None:
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
     elif connection.dialect.name == "sqlite":
-        connection.exec_driver_sql("PRAGMA busy_timeout = 30000")
+        set_busy_timeout(connection, SQLITE_BUSY_MILLISECONDS)
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 

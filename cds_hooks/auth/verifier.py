@@ -6,9 +6,11 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, Protocol
 
 import jwt
+import orjson
 
 from cds_hooks.auth.clients import TrustedClient
 from cds_hooks.auth.identity import ClientIdentity, Unauthorized
@@ -108,7 +110,7 @@ class JwtAuthenticator:
         if jwk.get("alg") not in (None, algorithm):
             raise Unauthorized("key is not for this algorithm")
         try:
-            key = jwt.PyJWK(jwk, algorithm=algorithm).key
+            key = _public_key(orjson.dumps(jwk, option=orjson.OPT_SORT_KEYS), algorithm)
             claims: dict[str, Any] = jwt.decode(
                 token,
                 key=key,
@@ -140,6 +142,12 @@ class JwtAuthenticator:
         if "nbf" in claims and _numeric_date(claims, "nbf") > now + self._leeway:
             raise Unauthorized("token not yet valid (nbf)")
         return expires
+
+
+@lru_cache(maxsize=256)
+def _public_key(jwk_json: bytes, algorithm: str) -> Any:
+    """The key object of a JWK (building one from its JSON costs more than a lookup)."""
+    return jwt.PyJWK(orjson.loads(jwk_json), algorithm=algorithm).key
 
 
 def _bearer_token(authorization: str | None) -> str:
