@@ -51,6 +51,9 @@ def _remember_new(dialect_name: str) -> Any:
     )
 
 
+CREATE_SECONDS = 30.0
+
+
 def replay_engine(store: Engine) -> Engine:
     """Where the replay memory is written: ``store`` itself, except for an SQLite file, whose
     memory is ``<file>.jwt-replay`` (created on first use)."""
@@ -60,7 +63,9 @@ def replay_engine(store: Engine) -> Engine:
     if url.query.get("uri") or not url.database or url.database == ":memory:":
         return store  # one process, nothing to share
     engine = make_engine(url.set(database=f"{url.database}.jwt-replay").render_as_string(False))
-    with engine.begin() as connection:  # every worker at once: IF NOT EXISTS
+    # Every worker creates it as it starts: one at a time (turning a new file to WAL needs it
+    # alone), and IF NOT EXISTS.
+    with write_turn(engine, CREATE_SECONDS), engine.begin() as connection:
         connection.execute(CreateTable(SEEN_TOKEN, if_not_exists=True))
         for index in SEEN_TOKEN.indexes:
             connection.execute(CreateIndex(index, if_not_exists=True))

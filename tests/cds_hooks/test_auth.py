@@ -669,3 +669,29 @@ def test_a_database_server_or_in_memory_store_keeps_the_replay_memory_itself(
             assert replay_engine(engine) is engine
     finally:
         memory_store.dispose()
+
+
+def _open_replay_memory(url: str, start: Any) -> None:
+    start.wait(timeout=30)
+    store = make_engine(url)
+    memory = replay_engine(store)
+    with memory.connect() as connection:
+        connection.exec_driver_sql("SELECT count(*) FROM seen_token").scalar()
+    memory.dispose()
+    store.dispose()
+
+
+def test_workers_starting_together_all_open_a_new_replay_memory(tmp_path: Path) -> None:
+    """Each worker creates the file as it starts; turning a new SQLite file to WAL needs it
+    alone, so workers starting at the same moment must take turns, not fail to start."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    start = context.Barrier(4)  # passed together, once every worker has imported everything
+    url = f"sqlite:///{tmp_path / 'bedside.db'}"
+    workers = [context.Process(target=_open_replay_memory, args=(url, start)) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+    assert [worker.exitcode for worker in workers] == [0, 0, 0, 0]
