@@ -16,6 +16,7 @@ from app.demo import cli as demo_cli
 from app.logs import configure_logging
 from app.outcomes import sync as outcomes_sync
 from app.reports import cli as report_cli
+from app.serving import serve_workers
 from app.settings import Settings
 from app.store import migrate
 from app.store.database import make_engine
@@ -56,7 +57,7 @@ def serve(args: argparse.Namespace) -> int:
         from app.factory import INSECURE_WARNING
 
         logging.getLogger("bedside").warning(INSECURE_WARNING)
-    uvicorn.run(
+    config = uvicorn.Config(
         "app.cli:create_app_from_environment",
         factory=True,
         host=args.host,
@@ -70,7 +71,12 @@ def serve(args: argparse.Namespace) -> int:
         # health check: seconds on a busy node, past uvicorn's 5-second default.
         timeout_worker_healthcheck=WORKER_STARTUP_SECONDS,
     )
-    return 0
+    if config.workers > 1:
+        serve_workers(config)  # a listening socket per worker (app.serving)
+        return 0
+    server = uvicorn.Server(config)
+    server.run()
+    return 0 if server.started else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
