@@ -16,7 +16,7 @@ from app.demo import cli as demo_cli
 from app.logs import configure_logging
 from app.outcomes import sync as outcomes_sync
 from app.reports import cli as report_cli
-from app.serving import serve_workers
+from app.serving import end_with_supervisor, serve_workers
 from app.settings import Settings
 from app.store import migrate
 from app.store.database import make_engine
@@ -29,6 +29,7 @@ def create_app_from_environment():  # type: ignore[no-untyped-def]
     from app.factory import create_app
     from fhir_mappers.validation import load_models
 
+    end_with_supervisor()
     settings = Settings()
     configure_logging(settings.log_level)
     app = create_app(settings)

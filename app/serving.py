@@ -9,12 +9,17 @@ addresses. The supervisor keeps only a bound socket that never listens (it holds
 fails early when the port is taken), as uvicorn's does.
 
 A worker that stops (a restart, a crash) resets the connections still waiting in its own queue;
-the EHR's retry lands on another worker.
+the EHR's retry lands on another worker. Workers end with their supervisor, even one killed
+outright: otherwise they would go on accepting beside a restarted service on the same port.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import multiprocessing
+import os
+import signal
 import socket
 from typing import Any
 
@@ -22,6 +27,7 @@ from uvicorn import Config
 from uvicorn.supervisors import Multiprocess
 
 log = logging.getLogger("uvicorn.error")
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 class WorkerSocket(socket.socket):
@@ -55,3 +61,19 @@ def serve_workers(config: Config) -> None:
         Multiprocess(config, sockets=[held]).run()
     finally:
         held.close()
+
+
+def end_with_supervisor() -> None:
+    """In a worker spawned by the supervisor: be sent SIGTERM (uvicorn's graceful stop) when the
+    supervisor dies, however it dies. Elsewhere (a single-process server): nothing."""
+    supervisor = multiprocessing.parent_process()
+    if supervisor is None or not hasattr(os, "getppid"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        log.warning("this platform cannot end workers with their supervisor")
+        return
+    if os.getppid() != supervisor.pid:  # it died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)

@@ -393,6 +393,7 @@ async def closed_loop(
     workers: list[int],
 ) -> Result:
     """``concurrency`` callers back to back, until ``requests`` are done or ``seconds`` pass."""
+    await http.aclose()  # new connections for every run (an idle one belongs to some worker)
     tokens = [key.token(url) for _ in range(requests)]  # signed before the clock starts
     result = Result()
     cpu0, server0, started = time.process_time(), cpu_seconds(workers), time.perf_counter()
@@ -423,6 +424,7 @@ async def open_loop(
     on_tick: Callable[[], None] | None = None,
 ) -> Result:
     """Requests sent on a fixed schedule whatever the answers; latency from the scheduled time."""
+    await http.aclose()  # new connections for every run
     result = Result()
     loop = asyncio.get_running_loop()
     count = int(rate * seconds)

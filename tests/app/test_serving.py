@@ -3,6 +3,8 @@ connections (``app.serving``)."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import time
 from multiprocessing.reduction import ForkingPickler
@@ -113,3 +115,39 @@ def _listening(pid: int, port: int) -> bool:
         if int(fields[1].split(":")[1], 16) == port and fields[3] == "0A" and fields[9] in inodes:
             return True
     return False
+
+
+def test_workers_end_with_a_supervisor_killed_outright(tmp_path: Path) -> None:
+    """Each worker listens on a socket of its own: orphans would go on accepting beside a
+    restarted service on the same port, so a worker ends with its supervisor."""
+    environment = {
+        "BEDSIDE_DATABASE_URL": f"sqlite:///{tmp_path / 'bedside.db'}",
+        "BEDSIDE_INSECURE_DEV_AUTH": "true",
+    }
+    server = BedsideServer(free_port(), environment, tmp_path / "serve.log", ["--workers", "2"])
+    workers: list[int] = []
+    try:
+        server.start()
+        assert server.process is not None
+        workers = _workers(server.process.pid)
+        assert len(workers) == 2, server.output()
+        _wait_until_listening(workers, server.port)
+        server.kill()
+        deadline = time.monotonic() + 20
+        while any(_alive(worker) for worker in workers):
+            assert time.monotonic() < deadline, f"orphaned workers: {server.output()}"
+            time.sleep(0.1)
+    finally:
+        server.stop()
+        for worker in workers:
+            if _alive(worker):
+                os.kill(worker, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie waiting for its (gone) parent to be reaped by init."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
