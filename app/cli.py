@@ -8,6 +8,7 @@ import logging
 from collections.abc import Sequence
 
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
 
 from app.access import cli as token_cli
 from app.audit import cli as audit_cli
@@ -77,7 +78,7 @@ def serve(args: argparse.Namespace) -> int:
         return 0
     server = uvicorn.Server(config)
     server.run()
-    return 0 if server.started else 1
+    return 0 if server.started else STARTUP_FAILURE
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -67,7 +67,7 @@ def end_with_supervisor() -> None:
     """In a worker spawned by the supervisor: be sent SIGTERM (uvicorn's graceful stop) when the
     supervisor dies, however it dies. Elsewhere (a single-process server): nothing."""
     supervisor = multiprocessing.parent_process()
-    if supervisor is None or not hasattr(os, "getppid"):
+    if supervisor is None:
         return
     try:
         libc = ctypes.CDLL(None, use_errno=True)
