@@ -110,16 +110,16 @@ def ping(engine: Engine) -> bool:
     try:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
-        sqlite_file = _sqlite_file(engine.url)
-        if sqlite_file is not None:
-            _read_existing_sqlite(sqlite_file)
+        path = sqlite_file(engine.url)
+        if path is not None:
+            _read_existing_sqlite(path)
         return True
     except Exception:
         engine.dispose()
         return False
 
 
-def _sqlite_file(url: URL) -> Path | None:
+def sqlite_file(url: URL) -> Path | None:
     """The database file of a plain SQLite URL (not in-memory, not a ``file:`` URI)."""
     if url.get_backend_name() != "sqlite" or url.query.get("uri"):
         return None

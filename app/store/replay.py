@@ -23,7 +23,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 from sqlmodel import Field, SQLModel
 
 from app.store.batch_writer import BatchWriter
-from app.store.database import StoreUnavailable, make_engine
+from app.store.database import StoreUnavailable, make_engine, sqlite_file
 from app.store.timestamps import UtcDateTime
 from app.store.write_turns import write_turn
 
@@ -57,12 +57,11 @@ CREATE_SECONDS = 30.0
 def replay_engine(store: Engine) -> Engine:
     """Where the replay memory is written: ``store`` itself, except for an SQLite file, whose
     memory is ``<file>.jwt-replay`` (created on first use)."""
-    if store.dialect.name != "sqlite":
-        return store
-    url = store.url
-    if url.query.get("uri") or not url.database or url.database == ":memory:":
-        return store  # one process, nothing to share
-    engine = make_engine(url.set(database=f"{url.database}.jwt-replay").render_as_string(False))
+    store_file = sqlite_file(store.url)
+    if store_file is None:
+        return store  # a database server, or an in-memory store of one process
+    memory_url = store.url.set(database=f"{store_file}.jwt-replay")
+    engine = make_engine(memory_url.render_as_string(False))
     # Every worker creates it as it starts: one at a time (turning a new file to WAL needs it
     # alone), and IF NOT EXISTS.
     with write_turn(engine, CREATE_SECONDS), engine.begin() as connection:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import URL, Engine
 
-from app.store.database import StoreUnavailable
+from app.store.database import StoreUnavailable, sqlite_file
 
 POLL_SECONDS = 0.0005
 
@@ -79,9 +79,8 @@ _turns_guard = threading.Lock()
 
 
 def _lock_file(url: URL) -> Path | None:
-    if url.query.get("uri") or not url.database or url.database == ":memory:":
-        return None
-    return Path(f"{url.database}.writers")
+    database = sqlite_file(url)
+    return None if database is None else Path(f"{database}.writers")
 
 
 @contextmanager
