@@ -20,9 +20,10 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.audit.chain import BrokenLink, ChainedRecord, canonical, link_canonical, verify
-from app.audit.report_index import index_appended, rebuild
+from app.audit.report_index import index_writes, rebuild, write_index
 from app.audit.tables import CHAINS, ChainHead
 from app.store.database import StoreUnavailable, set_busy_timeout
+from app.store.pipeline import pipelined
 from app.store.write_turns import write_turn
 
 LINK_COLUMNS = frozenset({"id", "sequence", "previous_hash", "record_hash"})
@@ -121,12 +122,14 @@ class ChainAppender:
     def _write(self) -> None:
         if not self._pending:
             return
-        self.connection.execute(_insert_into(self.head.name), self._pending)
-        index_appended(self.connection, self.head.name, self._pending)
-        self.connection.execute(
-            _HEAD_UPDATE,
-            {"chain": self.head.name, "sequence": self.head.sequence, "hash": self.head.hash},
-        )
+        index = index_writes(self.connection, self.head.name, self._pending)
+        with pipelined(self.connection):  # the writes read nothing: one round trip
+            self.connection.execute(_insert_into(self.head.name), self._pending)
+            write_index(self.connection, index)
+            self.connection.execute(
+                _HEAD_UPDATE,
+                {"chain": self.head.name, "sequence": self.head.sequence, "hash": self.head.hash},
+            )
 
 
 @contextmanager
@@ -181,7 +184,7 @@ _HEAD_UPDATE = (
 
 @cache
 def _insert_into(name: str) -> Insert:
-    return insert(table_of(name))
+    return insert(table_of(name)).inline()  # no RETURNING of the id: nothing is read
 
 
 def _head(connection: Connection, name: str, for_update: bool = False) -> Head:

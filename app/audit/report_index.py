@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy import Table, bindparam, case, delete, select, update
@@ -37,7 +37,7 @@ MISSING = -1  # fairness.drift.MISSING: the bin of a missing value
 FACT: Table = ReportFact.__table__  # type: ignore[attr-defined]
 LABEL: Table = ReportLabel.__table__  # type: ignore[attr-defined]
 BINS: Table = FeatureBinCount.__table__  # type: ignore[attr-defined]
-_FACT_INSERT = FACT.insert()
+_FACT_INSERT = FACT.insert().inline()
 FACT_COLUMNS = (
     "created_at",
     "model",
@@ -82,26 +82,45 @@ _ANSWER = (
 _edges_cache: dict[str, dict[str, list[float]]] = {}
 
 
-def index_appended(connection: Connection, chain: str, records: list[dict[str, Any]]) -> None:
-    """Bring the index up to date with ``records`` just appended to ``chain`` (in order)."""
+class IndexWrite(NamedTuple):
+    """One statement of an index update and the rows it is executed with."""
+
+    statement: Any
+    rows: list[dict[str, Any]]
+
+
+def index_writes(
+    connection: Connection, chain: str, records: list[dict[str, Any]]
+) -> list[IndexWrite]:
+    """What brings the index up to date with ``records`` just appended to ``chain`` (in
+    order). Everything the update reads is read here; the writes read nothing, so that they can
+    all be sent at once (``app.store.pipeline``)."""
     if chain == "prediction":
-        index_predictions(connection, records, rebuilding=False)
-    elif chain == "feedback":
-        index_feedback(connection, records)
-    elif chain == "outcome":
-        index_outcomes(connection, records)
+        return prediction_writes(connection, records, rebuilding=False)
+    if chain == "feedback":
+        return feedback_writes(records)
+    if chain == "outcome":
+        return outcome_writes(connection, records)
+    return []
 
 
-def index_predictions(
+def write_index(connection: Connection, writes: Iterable[IndexWrite]) -> None:
+    for write in writes:
+        connection.execute(write.statement, write.rows)
+
+
+def prediction_writes(
     connection: Connection, records: Sequence[Mapping[str, Any]], rebuilding: bool = True
-) -> None:
+) -> list[IndexWrite]:
     """Facts, feature bins, and the labels of outcomes that arrived before their prediction:
     by encounter (an outcome sync may precede a later prediction for the same stay) and, when
     rebuilding, by card (a new card's uuid cannot have been named by an outcome yet)."""
-    connection.execute(
-        _FACT_INSERT,
-        [{"sequence": r["sequence"], **{c: r[c] for c in FACT_COLUMNS}} for r in records],
-    )
+    writes = [
+        IndexWrite(
+            _FACT_INSERT,
+            [{"sequence": r["sequence"], **{c: r[c] for c in FACT_COLUMNS}} for r in records],
+        )
+    ]
     counts: Counter[tuple[str, date, str, int]] = Counter()
     edges_of = {h: reference_edges(connection, h) for h in {r["package_hash"] for r in records}}
     for record in records:
@@ -119,38 +138,41 @@ def index_predictions(
             {"package_hash": h, "day": d, "feature": f, "bin": b, "count": n}
             for (h, d, f, b), n in counts.items()
         ]
-        _upsert(connection, BINS, rows, add=("count",))
+        writes.append(_upsert(connection, BINS, rows, add=("count",)))
     if rebuilding:
-        _label_from_outcomes(connection, records, "card_uuid", "card_value")
-    _label_from_outcomes(connection, records, "encounter_key", "encounter_value")
+        writes += _labels_from_outcomes(connection, records, "card_uuid", "card_value")
+    writes += _labels_from_outcomes(connection, records, "encounter_key", "encounter_value")
+    return writes
 
 
-def index_feedback(connection: Connection, records: Sequence[Mapping[str, Any]]) -> None:
+def feedback_writes(records: Sequence[Mapping[str, Any]]) -> list[IndexWrite]:
     """Each answer becomes its card's latest; the earliest answer time is kept."""
-    if records:
-        connection.execute(
-            _ANSWER,
-            [
-                {
-                    "card": r["card_uuid"],
-                    "new_response": r["outcome"],
-                    "new_response_sequence": r["sequence"],
-                    "new_override_system": r["override_system"],
-                    "new_override_code": r["override_code"],
-                    "new_override_display": r["override_display"],
-                    "new_commented": bool(r["user_comment"]),
-                    "moment": r["outcome_timestamp"],
-                }
-                for r in records
-            ],
-        )
+    if not records:
+        return []
+    rows = [
+        {
+            "card": r["card_uuid"],
+            "new_response": r["outcome"],
+            "new_response_sequence": r["sequence"],
+            "new_override_system": r["override_system"],
+            "new_override_code": r["override_code"],
+            "new_override_display": r["override_display"],
+            "new_commented": bool(r["user_comment"]),
+            "moment": r["outcome_timestamp"],
+        }
+        for r in records
+    ]
+    return [IndexWrite(_ANSWER, rows)]
 
 
-def index_outcomes(connection: Connection, records: Sequence[Mapping[str, Any]]) -> None:
+def outcome_writes(
+    connection: Connection, records: Sequence[Mapping[str, Any]]
+) -> list[IndexWrite]:
     """Each outcome becomes the latest of its label for its card's and its encounter's
     predictions. Holds the prediction chain's lock too, so that a prediction committing at the
     same moment cannot miss it (the prediction side looks outcomes up in its own transaction)."""
     _lock_chain(connection, "prediction")
+    writes = []
     for key, column in (("card_uuid", "card_value"), ("encounter_key", "encounter_value")):
         latest: dict[tuple[str, Any], float] = {}
         for record in records:  # in chain order: a later outcome wins
@@ -165,7 +187,8 @@ def index_outcomes(connection: Connection, records: Sequence[Mapping[str, Any]])
             for sequence in owners.get(k, ())
         ]
         if rows:
-            _upsert(connection, LABEL, rows, replace=(column,))
+            writes.append(_upsert(connection, LABEL, rows, replace=(column,)))
+    return writes
 
 
 def rebuild(connection: Connection, batch: int = 5000) -> int:
@@ -178,7 +201,7 @@ def rebuild(connection: Connection, batch: int = 5000) -> int:
     wanted = [*FACT_COLUMNS, "sequence", "features"]
     indexed = 0
     for records in _batches(connection, predictions, wanted, batch):
-        index_predictions(connection, records)
+        write_index(connection, prediction_writes(connection, records))
         indexed += len(records)
     answers = [
         "sequence",
@@ -191,7 +214,7 @@ def rebuild(connection: Connection, batch: int = 5000) -> int:
         "outcome_timestamp",
     ]
     for records in _batches(connection, feedback, answers, batch):
-        index_feedback(connection, records)
+        write_index(connection, feedback_writes(records))
     _analyze(connection)
     return indexed
 
@@ -232,9 +255,9 @@ def _outcomes_of(key: str) -> Any:
     )
 
 
-def _label_from_outcomes(
+def _labels_from_outcomes(
     connection: Connection, records: Sequence[Mapping[str, Any]], key: str, column: str
-) -> None:
+) -> list[IndexWrite]:
     owners: dict[Any, list[int]] = {}
     for record in records:
         if record[key] is not None:
@@ -245,9 +268,10 @@ def _label_from_outcomes(
         for owner, label, value in connection.execute(statement, {"owners": chunk}):
             for sequence in owners[owner]:
                 latest[(label, sequence)] = value
-    if latest:
-        rows = [{"label": lab, "sequence": seq, column: v} for (lab, seq), v in latest.items()]
-        _upsert(connection, LABEL, rows, replace=(column,))
+    if not latest:
+        return []
+    rows = [{"label": lab, "sequence": seq, column: v} for (lab, seq), v in latest.items()]
+    return [_upsert(connection, LABEL, rows, replace=(column,))]
 
 
 def _facts_by(connection: Connection, key: str, values: Iterable[Any]) -> dict[Any, list[int]]:
@@ -265,10 +289,10 @@ def _upsert(
     rows: list[dict[str, Any]],
     add: tuple[str, ...] = (),
     replace: tuple[str, ...] = (),
-) -> None:
+) -> IndexWrite:
     """INSERT … ON CONFLICT (primary key) DO UPDATE for all ``rows``: ``add`` columns are
     summed, ``replace`` columns take the new value."""
-    connection.execute(_upsert_statement(connection.dialect.name, table, add, replace), rows)
+    return IndexWrite(_upsert_statement(connection.dialect.name, table, add, replace), rows)
 
 
 @cache

@@ -15,6 +15,8 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import create_engine
 
+from app.store.liveness import replace_closed_connections
+
 # Bounds a connection attempt, so that a database that does not answer cannot hang a CDS call.
 CONNECT_TIMEOUT_SECONDS = 5
 # libpq: drop a connection whose sent data goes unacknowledged this long (a frozen server).
@@ -68,9 +70,18 @@ def make_engine(database_url: str) -> Engine:
         for name in list(connect_args):
             if name in url.query:
                 del connect_args[name]
-    return create_engine(
-        url, pool_pre_ping=True, pool_size=10, max_overflow=10, connect_args=connect_args
+    # psycopg connections are checked at checkout without a round trip (app.store.liveness).
+    checked_locally = url.get_backend_name() == "postgresql" and url.get_driver_name() == "psycopg"
+    engine = create_engine(
+        url,
+        pool_pre_ping=not checked_locally,
+        pool_size=10,
+        max_overflow=10,
+        connect_args=connect_args,
     )
+    if checked_locally:
+        replace_closed_connections(engine)
+    return engine
 
 
 SQLITE_BUSY_MILLISECONDS = 30_000

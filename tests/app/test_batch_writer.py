@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 from sqlalchemy import event, func, select
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 
-from app.audit.ledger import table_of, verify_chain
+from app.audit.ledger import AuditUnavailable, table_of, verify_chain
 from app.audit.predictions import PredictionAudit
 from app.audit.pseudonym import Pseudonymizer
 from app.store import batch_writer
@@ -198,3 +199,21 @@ def test_concurrent_uses_of_one_jti_let_exactly_one_through(engine: Engine) -> N
     with engine.connect() as connection:
         remembered = connection.execute(select(func.count()).select_from(SEEN_TOKEN)).scalar()
     assert remembered == 11
+
+
+def test_a_record_the_database_refuses_among_concurrent_ones_loses_only_itself(
+    engine: Engine,
+) -> None:
+    """The refusal comes from the database, in the batch's writes (sent together on
+    PostgreSQL): the batch is written again record by record and only the refused one fails."""
+    audit = PredictionAudit(engine, Pseudonymizer(b"k" * 32), timeout_seconds=10.0)
+    first = record_for("prediction", writer=3, index=0)
+    asyncio.run(audit.record(first))
+    rows = [record_for("prediction", writer=3, index=n) for n in range(1, 9)]
+    rows[4] = {**rows[4], "card_uuid": first["card_uuid"]}  # already on record: unique
+    outcomes = asyncio.run(_gather([audit.record(row) for row in rows]))
+    assert isinstance(outcomes[4], AuditUnavailable)
+    assert isinstance(outcomes[4].__cause__, IntegrityError)
+    assert [outcome for n, outcome in enumerate(outcomes) if n != 4] == [None] * 7
+    report = verify_chain(engine, "prediction")
+    assert report.broken is None and report.records == 8

@@ -1,0 +1,37 @@
+"""Several statements in one round trip: psycopg's pipeline mode on PostgreSQL.
+
+Inside :func:`pipelined` statements are sent without waiting for each answer, and the block's
+end waits once for them all. Only statements whose results are not read may run in it (an
+append's inserts and updates); their errors surface when the block ends, as SQLAlchemy errors
+like any other statement's. Elsewhere (SQLite) the block changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
+
+
+@contextmanager
+def pipelined(connection: Connection) -> Iterator[None]:
+    """Send the statements executed in the block together; raise their first error at its end."""
+    if connection.dialect.driver != "psycopg":
+        yield
+        return
+    driver = connection.connection.driver_connection
+    try:
+        with driver.pipeline():  # type: ignore[union-attr]
+            yield
+    except psycopg.Error as error:
+        raise DBAPIError.instance(
+            None,
+            None,
+            error,
+            psycopg.Error,
+            connection_invalidated=bool(driver.broken),  # type: ignore[union-attr]
+            dialect=connection.dialect,
+        ) from error
