@@ -3,10 +3,10 @@
 SQLAlchemy's ``pool_pre_ping`` sends ``SELECT 1`` on every checkout: a round trip, and both
 processes woken, before every transaction of every CDS call. A connection the server closed
 (restart, failover, a terminated backend) shows it on its socket instead: PostgreSQL sends a
-FATAL message and closes, so the idle socket becomes readable, and an idle connection otherwise
-has nothing to read (Bedside does not LISTEN). A readable or broken connection is replaced
-before use, as a failed ping would be. A peer that vanished without closing (a frozen server)
-is found by neither check: the first statement fails within ``tcp_user_timeout`` instead.
+FATAL message and closes, so the idle socket becomes readable. Only then does libpq read it; a
+connection it finds broken is replaced before use, as a failed ping would be. A peer that
+vanished without closing (a frozen server) is found by neither check: the first statement fails
+within ``tcp_user_timeout`` instead.
 """
 
 from __future__ import annotations
@@ -14,9 +14,13 @@ from __future__ import annotations
 import select
 from typing import Any
 
+import psycopg
+from psycopg import pq
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DisconnectionError
+
+READS_AT_CHECKOUT = 3  # a closing server: its notice, then the end of the stream
 
 
 def replace_closed_connections(engine: Engine) -> None:
@@ -26,10 +30,23 @@ def replace_closed_connections(engine: Engine) -> None:
 
 def _refuse_if_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
     # DisconnectionError at checkout: the pool discards this connection and tries another.
-    if dbapi_connection.closed or dbapi_connection.broken:
-        raise DisconnectionError("the connection is closed")
-    if _readable(dbapi_connection.fileno()):
-        raise DisconnectionError("the server closed the connection or sent unasked data")
+    if dbapi_connection.closed or dbapi_connection.broken or not _still_open(dbapi_connection):
+        raise DisconnectionError("the server closed the connection")
+
+
+def _still_open(dbapi_connection: Any) -> bool:
+    """Whether the idle connection is usable, reading only what already arrived: a closing
+    server's notice then the end of the stream break it; anything else (a notification, a TLS
+    message) is taken in and harmless. A socket that stays readable is not trusted."""
+    fileno, pgconn = dbapi_connection.fileno(), dbapi_connection.pgconn
+    for _ in range(READS_AT_CHECKOUT):
+        if not _readable(fileno):
+            return bool(pgconn.status == pq.ConnStatus.OK)
+        try:
+            pgconn.consume_input()
+        except psycopg.OperationalError:
+            return False
+    return False
 
 
 def _readable(fileno: int) -> bool:

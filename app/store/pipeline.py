@@ -3,7 +3,8 @@
 Inside :func:`pipelined` statements are sent without waiting for each answer, and the block's
 end waits once for them all. Only statements whose results are not read may run in it (an
 append's inserts and updates); their errors surface when the block ends, as SQLAlchemy errors
-like any other statement's. Elsewhere (SQLite) the block changes nothing.
+like any other statement's. Elsewhere (SQLite; a libpq without pipeline mode) the block changes
+nothing.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from sqlalchemy.exc import DBAPIError
 @contextmanager
 def pipelined(connection: Connection) -> Iterator[None]:
     """Send the statements executed in the block together; raise their first error at its end."""
-    if connection.dialect.driver != "psycopg":
-        yield
+    if connection.dialect.driver != "psycopg" or not psycopg.Pipeline.is_supported():
+        yield  # SQLite, or a libpq older than 14: one statement at a time
         return
     driver = connection.connection.driver_connection
     try:

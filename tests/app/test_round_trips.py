@@ -8,6 +8,7 @@ checkout, four round trips per replay insert and ten per append.
 from __future__ import annotations
 
 import asyncio
+import select
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -129,3 +130,28 @@ def test_a_connection_the_server_closed_is_replaced_at_checkout(
         assert _backend_pid(engine) != first
     finally:
         engine.dispose()
+
+
+def test_a_notification_waiting_on_an_idle_connection_does_not_discard_it(
+    postgres: Engine, database_url: str
+) -> None:
+    engine = make_engine(database_url)
+    admin = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            first = int(connection.execute(text("SELECT pg_backend_pid()")).scalar_one())
+            connection.execute(text("LISTEN bedside_probe"))
+            connection.commit()
+            driver = connection.connection.driver_connection
+            assert driver is not None
+            fileno = driver.fileno()
+        with admin.connect() as other:
+            other.execute(text("NOTIFY bedside_probe"))
+            other.commit()
+        poller = select.poll()
+        poller.register(fileno, select.POLLIN)
+        assert poller.poll(5000), "the notification did not arrive"
+        assert _backend_pid(engine) == first  # read and kept, not replaced
+    finally:
+        engine.dispose()
+        admin.dispose()
