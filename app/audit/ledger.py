@@ -17,11 +17,12 @@ from typing import Any
 
 from sqlalchemy import Insert, Table, bindparam, delete, func, insert, select, text, update
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import NoResultFound, SQLAlchemyError
 
 from app.audit.chain import BrokenLink, ChainedRecord, canonical, link_canonical, verify
 from app.audit.report_index import index_writes, rebuild, write_index
 from app.audit.tables import CHAINS, ChainHead
+from app.store import direct
 from app.store.database import StoreUnavailable, set_busy_timeout
 from app.store.pipeline import pipelined
 from app.store.write_turns import write_turn
@@ -124,9 +125,10 @@ class ChainAppender:
             return
         index = index_writes(self.connection, self.head.name, self._pending)
         with pipelined(self.connection):  # the writes read nothing: one round trip
-            self.connection.execute(_insert_into(self.head.name), self._pending)
+            direct.run(self.connection, _insert_into(self.head.name), self._pending)
             write_index(self.connection, index)
-            self.connection.execute(
+            direct.run(
+                self.connection,
                 _HEAD_UPDATE,
                 {"chain": self.head.name, "sequence": self.head.sequence, "hash": self.head.hash},
             )
@@ -160,7 +162,7 @@ def _begin_locked(connection: Connection, timeout_seconds: float) -> None:
         set_busy_timeout(connection, milliseconds)
         connection.exec_driver_sql("BEGIN IMMEDIATE")
     elif connection.dialect.name == "postgresql":
-        connection.execute(_TIMEOUTS, {"milliseconds": str(milliseconds)})
+        direct.run(connection, _TIMEOUTS, {"milliseconds": str(milliseconds)})
 
 
 # Both limits for this transaction only, in one round trip.
@@ -171,9 +173,13 @@ _TIMEOUTS = text(
 
 
 CHAIN_HEAD = ChainHead.__table__  # type: ignore[attr-defined]
-# Statements of every append, built once (building and keying them anew cost more than running
-# them on SQLite).
-_HEAD = select(CHAIN_HEAD).where(CHAIN_HEAD.c.name == bindparam("chain"))
+# Statements of every append, built once and run on the driver's cursor (``app.store.direct``).
+_HEAD = select(
+    CHAIN_HEAD.c.head_sequence,
+    CHAIN_HEAD.c.head_hash,
+    CHAIN_HEAD.c.base_sequence,
+    CHAIN_HEAD.c.base_hash,
+).where(CHAIN_HEAD.c.name == bindparam("chain"))
 _HEAD_FOR_UPDATE = _HEAD.with_for_update()
 _HEAD_UPDATE = (
     update(CHAIN_HEAD)
@@ -189,10 +195,10 @@ def _insert_into(name: str) -> Insert:
 
 def _head(connection: Connection, name: str, for_update: bool = False) -> Head:
     statement = _HEAD_FOR_UPDATE if for_update else _HEAD
-    row = connection.execute(statement, {"chain": name}).mappings().one()
-    return Head(
-        name, row["head_sequence"], row["head_hash"], row["base_sequence"], row["base_hash"]
-    )
+    found = direct.fetch(connection, statement, {"chain": name})
+    if not found:
+        raise NoResultFound(f"the store has no chain {name!r}")
+    return Head(name, *found[0])
 
 
 def heads(engine: Engine) -> list[Head]:

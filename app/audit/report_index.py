@@ -32,6 +32,7 @@ from app.audit.tables import (
     ReportFact,
     ReportLabel,
 )
+from app.store import direct
 
 MISSING = -1  # fairness.drift.MISSING: the bin of a missing value
 FACT: Table = ReportFact.__table__  # type: ignore[attr-defined]
@@ -106,7 +107,7 @@ def index_writes(
 
 def write_index(connection: Connection, writes: Iterable[IndexWrite]) -> None:
     for write in writes:
-        connection.execute(write.statement, write.rows)
+        direct.run(connection, write.statement, write.rows)
 
 
 def prediction_writes(
@@ -118,7 +119,10 @@ def prediction_writes(
     writes = [
         IndexWrite(
             _FACT_INSERT,
-            [{"sequence": r["sequence"], **{c: r[c] for c in FACT_COLUMNS}} for r in records],
+            [
+                {"sequence": r["sequence"], "commented": False, **{c: r[c] for c in FACT_COLUMNS}}
+                for r in records
+            ],
         )
     ]
     counts: Counter[tuple[str, date, str, int]] = Counter()
@@ -245,14 +249,22 @@ def reference_edges(connection: Connection, package_hash: str) -> dict[str, list
 
 
 @cache
-def _outcomes_of(key: str) -> Any:
-    """The outcomes whose ``key`` is one of ``owners``, in chain order (built once per key)."""
+def _outcomes_of(key: str, size: int) -> Any:
+    """The outcomes whose ``key`` is one of ``size`` parameters ``o0``… in chain order (built
+    once per key and size; ``app.store.direct`` runs no expanding ``IN``)."""
     outcomes = CHAINS["outcome"].__table__  # type: ignore[attr-defined]
+    owners = [bindparam(f"o{i}", type_=outcomes.c[key].type) for i in range(size)]
     return (
         select(outcomes.c[key], outcomes.c.label, outcomes.c.value)
-        .where(outcomes.c[key].in_(bindparam("owners", expanding=True)))
+        .where(outcomes.c[key].in_(owners))
         .order_by(outcomes.c.sequence)
     )
+
+
+def _padded(chunk: list[Any]) -> dict[str, Any]:
+    """``chunk`` as parameters ``o0``…, repeated up to a power of two (few statement sizes)."""
+    size = 1 << (len(chunk) - 1).bit_length()
+    return {f"o{i}": chunk[min(i, len(chunk) - 1)] for i in range(size)}
 
 
 def _labels_from_outcomes(
@@ -263,9 +275,10 @@ def _labels_from_outcomes(
         if record[key] is not None:
             owners.setdefault(record[key], []).append(record["sequence"])
     latest: dict[tuple[str, int], float] = {}
-    statement = _outcomes_of(key)
     for chunk in _chunks(list(owners)):
-        for owner, label, value in connection.execute(statement, {"owners": chunk}):
+        parameters = _padded(chunk)
+        statement = _outcomes_of(key, len(parameters))
+        for owner, label, value in direct.fetch(connection, statement, parameters):
             for sequence in owners[owner]:
                 latest[(label, sequence)] = value
     if not latest:

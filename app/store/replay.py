@@ -24,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.schema import CreateIndex, CreateTable
 from sqlmodel import Field, SQLModel
 
+from app.store import direct
 from app.store.batch_writer import BatchWriter
 from app.store.database import StoreUnavailable, make_engine, sqlite_file
 from app.store.timestamps import UtcDateTime
@@ -104,7 +105,7 @@ class SqlReplayGuard:
         try:
             with write_turn(self._engine, self._bound), self._connection() as connection:
                 self._purge_expired(connection)
-                inserted = set(connection.execute(statement, rows).scalars())
+                inserted = set(direct.returned(connection, statement, rows))
         except SQLAlchemyError as error:
             raise StoreUnavailable("the JWT replay memory cannot be written") from error
         new = []

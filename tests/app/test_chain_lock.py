@@ -14,11 +14,20 @@ from sqlalchemy.engine import Engine
 from app.audit.ledger import AuditUnavailable, locked_chain
 from app.store.database import make_engine
 from app.store.migrate import upgrade_engine
+from tests.support.round_trips import traced
 
 
 @contextmanager
 def statements(engine: Engine) -> Iterator[list[str]]:
-    seen: list[str] = []
+    """The SQL sent to the database in the block (PostgreSQL: as libpq traced it, since the
+    append's own statements go to the driver's cursor without SQLAlchemy's events)."""
+    if engine.dialect.name == "postgresql":
+        with traced(engine) as trips:
+            seen: list[str] = []
+            yield seen
+            seen += [line for line in trips.messages() if "\tParse\t" in line]
+        return
+    seen = []
 
     def record(*args: Any) -> None:
         seen.append(args[2])
