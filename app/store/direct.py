@@ -13,7 +13,8 @@ invalidated, as ``execute`` would.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -70,7 +71,7 @@ class DriverStatement:
         return values if self.positional else dict(zip(self.names, values, strict=True))
 
     def _value(self, name: str, row: Row, process: Callable[[Any], Any] | None) -> Any:
-        value = row[name] if name in row or name not in self.fixed else self.fixed[name]
+        value = self.fixed[name] if name not in row and name in self.fixed else row[name]
         return value if process is None else process(value)
 
 
@@ -146,33 +147,20 @@ def returned(connection: Connection, statement: Executable, rows: Sequence[Row])
     return [found[0] for found in values]
 
 
-class _cursor:
+@contextmanager
+def _cursor(connection: Connection, sql: str) -> Iterator[Any]:
     """A driver cursor of ``connection``; its errors raised as SQLAlchemy raises them."""
-
-    def __init__(self, connection: Connection, sql: str) -> None:
-        self._connection = connection
-        self._sql = sql
-        self._dbapi = connection.dialect.loaded_dbapi
-
-    def __enter__(self) -> Any:
-        self._cursor = self._connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        return self._cursor
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, _: Any
-    ) -> None:
-        self._cursor.close()
-        if error is None or not isinstance(error, self._dbapi.Error):
-            return
-        dialect = self._connection.dialect
-        broken = dialect.is_disconnect(error, self._connection.connection.dbapi_connection, None)
+    dbapi = connection.dialect.loaded_dbapi
+    driver_connection = connection.connection.dbapi_connection
+    cursor = driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        yield cursor
+    except dbapi.Error as error:
+        broken = connection.dialect.is_disconnect(error, driver_connection, cursor)
         if broken:
-            self._connection.invalidate(error)
+            connection.invalidate(error)
         raise DBAPIError.instance(
-            self._sql,
-            None,
-            error,
-            self._dbapi.Error,
-            connection_invalidated=broken,
-            dialect=dialect,
+            sql, None, error, dbapi.Error, connection_invalidated=broken, dialect=connection.dialect
         ) from error
+    finally:
+        cursor.close()
