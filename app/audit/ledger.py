@@ -15,7 +15,18 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Insert, Table, bindparam, delete, func, insert, select, text, update
+from sqlalchemy import (
+    Insert,
+    String,
+    Table,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import NoResultFound, SQLAlchemyError
 
@@ -124,7 +135,8 @@ class ChainAppender:
         if not self._pending:
             return
         index = index_writes(self.connection, self.head.name, self._pending)
-        with pipelined(self.connection):  # the writes read nothing: one round trip
+        # The writes read nothing: sent together with the transaction's COMMIT.
+        with pipelined(self.connection, commit=True):
             direct.run(self.connection, _insert_into(self.head.name), self._pending)
             write_index(self.connection, index)
             direct.run(
@@ -142,8 +154,7 @@ def locked_chain(engine: Engine, name: str, timeout_seconds: float) -> Iterator[
     """
     try:
         with write_turn(engine, timeout_seconds), engine.begin() as connection:
-            _begin_locked(connection, timeout_seconds)
-            appender = ChainAppender(connection, _head(connection, name, for_update=True))
+            appender = ChainAppender(connection, _locked_head(connection, name, timeout_seconds))
             yield appender
             appender._write()
     except SQLAlchemyError as error:
@@ -154,22 +165,17 @@ def locked_chain(engine: Engine, name: str, timeout_seconds: float) -> Iterator[
         raise AuditUnavailable(f"audit store unavailable: {error}") from None
 
 
-def _begin_locked(connection: Connection, timeout_seconds: float) -> None:
-    """Start the transaction with the chain's lock bounded by ``timeout_seconds``, in as few
-    statements as the dialect allows (every append runs this)."""
+def _locked_head(connection: Connection, name: str, timeout_seconds: float) -> Head:
+    """Take chain ``name``'s lock, waiting at most ``timeout_seconds``, and read its head, in
+    as few statements as the dialect allows (every append runs this)."""
     milliseconds = max(1, round(timeout_seconds * 1000))
+    if connection.dialect.name == "postgresql":
+        bound = {"chain": name, "milliseconds": str(milliseconds)}
+        return _head_of(name, direct.fetch(connection, _BOUNDED_HEAD_FOR_UPDATE, bound))
     if connection.dialect.name == "sqlite":
         set_busy_timeout(connection, milliseconds)
         connection.exec_driver_sql("BEGIN IMMEDIATE")
-    elif connection.dialect.name == "postgresql":
-        direct.run(connection, _TIMEOUTS, {"milliseconds": str(milliseconds)})
-
-
-# Both limits for this transaction only, in one round trip.
-_TIMEOUTS = text(
-    "SELECT set_config('lock_timeout', :milliseconds, true),"
-    " set_config('statement_timeout', :milliseconds, true)"
-)
+    return _head(connection, name, for_update=True)
 
 
 CHAIN_HEAD = ChainHead.__table__  # type: ignore[attr-defined]
@@ -181,6 +187,16 @@ _HEAD = select(
     CHAIN_HEAD.c.base_hash,
 ).where(CHAIN_HEAD.c.name == bindparam("chain"))
 _HEAD_FOR_UPDATE = _HEAD.with_for_update()
+_MILLISECONDS = bindparam("milliseconds", type_=String)
+# Both limits, for this transaction only, set in the statement that waits for the lock: the
+# head row is joined with the subquery that sets them, so they are set before it is locked.
+_LOCK_BOUND = select(
+    func.set_config("lock_timeout", _MILLISECONDS, true()),
+    func.set_config("statement_timeout", _MILLISECONDS, true()),
+).subquery("bound")
+_BOUNDED_HEAD_FOR_UPDATE = _HEAD.select_from(CHAIN_HEAD.join(_LOCK_BOUND, true())).with_for_update(
+    of=CHAIN_HEAD
+)
 _HEAD_UPDATE = (
     update(CHAIN_HEAD)
     .where(CHAIN_HEAD.c.name == bindparam("chain"))
@@ -195,7 +211,10 @@ def _insert_into(name: str) -> Insert:
 
 def _head(connection: Connection, name: str, for_update: bool = False) -> Head:
     statement = _HEAD_FOR_UPDATE if for_update else _HEAD
-    found = direct.fetch(connection, statement, {"chain": name})
+    return _head_of(name, direct.fetch(connection, statement, {"chain": name}))
+
+
+def _head_of(name: str, found: list[tuple[Any, ...]]) -> Head:
     if not found:
         raise NoResultFound(f"the store has no chain {name!r}")
     return Head(name, *found[0])
@@ -211,8 +230,7 @@ def probe_writable(engine: Engine, timeout_seconds: float) -> bool:
     """True when the store can take the chain lock now (the transaction is rolled back)."""
     try:
         with engine.connect() as connection, connection.begin() as transaction:
-            _begin_locked(connection, timeout_seconds)
-            _head(connection, "prediction", for_update=True)
+            _locked_head(connection, "prediction", timeout_seconds)
             transaction.rollback()
         return True
     except SQLAlchemyError:

@@ -20,7 +20,7 @@ from functools import cache
 from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import Table, bindparam, case, delete, select, update
+from sqlalchemy import ARRAY, Table, bindparam, case, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -138,11 +138,7 @@ def prediction_writes(
             bin_ = MISSING if value is None else bisect.bisect_right(feature_edges, value)
             counts[(record["package_hash"], day, name, bin_)] += 1
     if counts:
-        rows = [
-            {"package_hash": h, "day": d, "feature": f, "bin": b, "count": n}
-            for (h, d, f, b), n in counts.items()
-        ]
-        writes.append(_upsert(connection, BINS, rows, add=("count",)))
+        writes.append(_add_bin_counts(connection.dialect.name, counts))
     if rebuilding:
         writes += _labels_from_outcomes(connection, records, "card_uuid", "card_value")
     writes += _labels_from_outcomes(connection, records, "encounter_key", "encounter_value")
@@ -319,6 +315,37 @@ def _upsert_statement(
     changes.update({name: statement.excluded[name] for name in replace})
     keys = [column.name for column in table.primary_key.columns]
     return statement.on_conflict_do_update(index_elements=keys, set_=changes)
+
+
+BIN_COLUMNS = ("package_hash", "day", "feature", "bin", "count")
+
+
+def _add_bin_counts(dialect_name: str, counts: Counter[tuple[str, date, str, int]]) -> IndexWrite:
+    """Add ``counts`` to their feature bins. On PostgreSQL all rows go as arrays in one
+    statement: psycopg binds and sends each row of an ``executemany`` by itself (about 25 µs a
+    row, and a prediction counts a row per feature)."""
+    if dialect_name == "postgresql":
+        columns = [*zip(*counts, strict=True), counts.values()]
+        arrays = {name: list(values) for name, values in zip(BIN_COLUMNS, columns, strict=True)}
+        return IndexWrite(_BIN_COUNTS_FROM_ARRAYS, [arrays])
+    rows = [dict(zip(BIN_COLUMNS, (*key, n), strict=True)) for key, n in counts.items()]
+    return IndexWrite(_upsert_statement(dialect_name, BINS, ("count",), ()), rows)
+
+
+def _bin_counts_from_arrays() -> Any:
+    """``INSERT … SELECT * FROM unnest(:package_hash, :day, …) ON CONFLICT DO UPDATE``: every
+    parameter an array of one column."""
+    arrays = [bindparam(name, type_=ARRAY(BINS.c[name].type)) for name in BIN_COLUMNS]
+    rows = func.unnest(*arrays).table_valued(*BIN_COLUMNS).render_derived()
+    statement = postgresql.insert(BINS).from_select(
+        list(BIN_COLUMNS), select(*(rows.c[name] for name in BIN_COLUMNS))
+    )
+    keys = [column.name for column in BINS.primary_key.columns]
+    added = BINS.c["count"] + statement.excluded["count"]
+    return statement.on_conflict_do_update(index_elements=keys, set_={"count": added})
+
+
+_BIN_COUNTS_FROM_ARRAYS = _bin_counts_from_arrays()
 
 
 def _lock_chain(connection: Connection, name: str) -> None:

@@ -1,10 +1,16 @@
 """JWT replay memory in the database, so that it holds across workers and replicas.
 
-On PostgreSQL it is the ``seen_token`` table of the store. An SQLite store admits one writer at a
-time, and every CDS call writes both a token and a prediction: there the memory is a file of its
-own beside the store's (``<store>.jwt-replay``), so that the two writes of a call, and of all
-the calls of every worker, do not queue for one lock. Its rows live minutes, and nothing else
-reads them: the file is not migrated, backed up or verified.
+On PostgreSQL it is the ``seen_token`` table of the store, written through an engine of its own
+whose commits do not wait for the WAL flush (decision 0013): a remembered token id is visible to
+every worker at once, so a replay is refused as before, and the prediction or feedback its call
+goes on to commit flushes it too (the WAL is flushed in order). Only the id of a call that
+commits nothing itself can be lost, to a server crash within the WAL writer's delay.
+
+An SQLite store admits one writer at a time, and every CDS call writes both a token and a
+prediction: there the memory is a file of its own beside the store's (``<store>.jwt-replay``),
+so that the two writes of a call, and of all the calls of every worker, do not queue for one
+lock. Its rows live minutes, and nothing else reads them: the file is not migrated, backed up or
+verified.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import delete
+from sqlalchemy import delete, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -58,11 +64,16 @@ CREATE_SECONDS = 30.0
 
 
 def replay_engine(store: Engine) -> Engine:
-    """Where the replay memory is written: ``store`` itself, except for an SQLite file, whose
-    memory is ``<file>.jwt-replay`` (created on first use)."""
+    """Where the replay memory is written: PostgreSQL's store database with commits that do
+    not wait for the WAL flush; an SQLite file's ``<file>.jwt-replay`` (created on first use);
+    otherwise (an in-memory store of one process) ``store`` itself."""
+    if store.dialect.name == "postgresql":
+        engine = make_engine(store.url.render_as_string(False))
+        event.listen(engine, "connect", _commit_without_flush)
+        return engine
     store_file = sqlite_file(store.url)
     if store_file is None:
-        return store  # a database server, or an in-memory store of one process
+        return store
     memory_url = store.url.set(database=f"{store_file}.jwt-replay")
     engine = make_engine(memory_url.render_as_string(False))
     # Every worker creates it as it starts: one at a time (turning a new file to WAL needs it
@@ -72,6 +83,13 @@ def replay_engine(store: Engine) -> Engine:
         for index in SEEN_TOKEN.indexes:
             connection.execute(CreateIndex(index, if_not_exists=True))
     return engine
+
+
+def _commit_without_flush(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("SET synchronous_commit TO off")
+    cursor.close()
+    dbapi_connection.commit()
 
 
 class SqlReplayGuard:

@@ -8,6 +8,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
@@ -20,6 +21,7 @@ from app.audit.ledger import (
     reindex,
     table_of,
 )
+from app.audit.models import register_packages
 from app.audit.report_index import BINS, FACT, LABEL
 from app.audit.tables import ChainHead
 from app.factory import BUNDLED_MODELS
@@ -172,3 +174,34 @@ def _append_without_index(engine: Engine, rows: list[dict[str, Any]]) -> None:
             .where(ChainHead.__table__.c.name == "prediction")  # type: ignore[attr-defined]
             .values(head_sequence=sequence, head_hash=previous)
         )
+
+
+def test_feature_bins_add_up_within_a_batch_and_across_transactions(engine: Engine) -> None:
+    """Each prediction counts once per feature, in the training-decile bin of its value (a
+    missing value in its own bin); PostgreSQL sends a batch's counts as arrays in one upsert."""
+    package = load_packages(BUNDLED_MODELS)[0]
+    register_packages(engine, [package])
+    edges = {name: f["edges"] for name, f in package.reference["features"].items()}
+    below, missing = 0, -1  # a value under the first edge; no value
+
+    def prediction(index: int, value_of: Any) -> dict[str, Any]:
+        features = {name: value_of(feature) for name, feature in edges.items()}
+        return record_for("prediction", 0, index) | {
+            "package_hash": package.package_hash,
+            "features": orjson.dumps(features).decode(),
+        }
+
+    batches = [
+        [prediction(i, lambda e: e[0] - 1) for i in range(3)]
+        + [prediction(i, lambda _e: None) for i in range(3, 5)],
+        [prediction(5, lambda e: e[0] - 1)],
+    ]
+    for batch in batches:
+        with locked_chain(engine, "prediction", TIMEOUT) as chain:
+            for record in batch:
+                chain.append(record)
+    counted = {
+        (row["feature"], row["bin"]): row["count"] for row in snapshot(engine)["feature_bin_count"]
+    }
+    expected = {(name, below): 4 for name in edges} | {(name, missing): 2 for name in edges}
+    assert counted == expected

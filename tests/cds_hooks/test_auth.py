@@ -659,16 +659,33 @@ async def test_an_sqlite_store_keeps_the_replay_memory_in_a_file_of_its_own(
             engine.dispose()
 
 
-def test_a_database_server_or_in_memory_store_keeps_the_replay_memory_itself(
-    engine: Engine,
-) -> None:
+def test_an_in_memory_store_keeps_the_replay_memory_itself() -> None:
     memory_store = make_engine("sqlite://")
     try:
         assert replay_engine(memory_store) is memory_store
-        if engine.dialect.name != "sqlite":
-            assert replay_engine(engine) is engine
     finally:
         memory_store.dispose()
+
+
+async def test_postgresql_remembers_tokens_in_the_store_without_waiting_for_the_wal_flush(
+    engine: Engine,
+) -> None:
+    """The memory is the store's own table, shared by every engine on the database, written
+    through connections whose commits do not wait for the flush; the store's do."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's commit setting")
+    memory = replay_engine(engine)
+    try:
+        assert memory is not engine and memory.url == engine.url
+        expires = datetime.now(UTC) + timedelta(minutes=5)
+        assert await SqlReplayGuard(memory).first_use(TEST_ISSUER, "jti-async", expires)
+        assert not await SqlReplayGuard(engine).first_use(TEST_ISSUER, "jti-async", expires)
+        with memory.connect() as connection:
+            assert connection.exec_driver_sql("SHOW synchronous_commit").scalar() == "off"
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
+    finally:
+        memory.dispose()
 
 
 def _open_replay_memory(url: str, start: Any) -> None:

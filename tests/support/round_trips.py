@@ -28,11 +28,16 @@ class RoundTrips:
         pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
 
     def messages(self) -> list[str]:
-        lines: list[str] = []
+        """One line per message (an SQL text's own line breaks are joined with spaces)."""
+        messages: list[str] = []
         for trace_file in self._files:
             trace_file.seek(0)
-            lines += trace_file.read().decode().splitlines()
-        return lines
+            for line in trace_file.read().decode().splitlines():
+                if line[:2] in ("F\t", "B\t") or not messages:
+                    messages.append(line)
+                else:
+                    messages[-1] += " " + line
+        return messages
 
     @property
     def count(self) -> int:
