@@ -51,8 +51,10 @@ async def run_bounded(seconds: float, function: Callable[..., Result], *args: An
         raise StoreUnavailable(f"database error: {type(error).__name__}") from error
 
 
-def make_engine(database_url: str) -> Engine:
-    """An engine with sane pooling; SQLite files get WAL and their folder is created."""
+def make_engine(database_url: str, pool_size: int = 10, max_overflow: int = 10) -> Engine:
+    """An engine with sane pooling; SQLite files get WAL and their folder is created.
+
+    ``pool_size`` and ``max_overflow`` bound a server database's connections per process."""
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
@@ -75,8 +77,8 @@ def make_engine(database_url: str) -> Engine:
     engine = create_engine(
         url,
         pool_pre_ping=not checked_locally,
-        pool_size=10,
-        max_overflow=10,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
         connect_args=connect_args,
     )
     if checked_locally:

@@ -68,7 +68,8 @@ def replay_engine(store: Engine) -> Engine:
     not wait for the WAL flush; an SQLite file's ``<file>.jwt-replay`` (created on first use);
     otherwise (an in-memory store of one process) ``store`` itself."""
     if store.dialect.name == "postgresql":
-        engine = make_engine(store.url.render_as_string(False))
+        # One writer thread per process uses it (plus a spare while a closed one is replaced).
+        engine = make_engine(store.url.render_as_string(False), pool_size=1, max_overflow=1)
         event.listen(engine, "connect", _commit_without_flush)
         return engine
     store_file = sqlite_file(store.url)

@@ -57,6 +57,29 @@ def test_any_setting_can_come_from_a_file_and_the_environment_wins(
     assert key is not None and key.get_secret_value().startswith("from-the-environment-")
 
 
+def test_a_kubernetes_secret_volume_is_read_through_its_symlinks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kubelet's layout (deploy/kubernetes mounts bedside-secrets at /run/secrets): each
+    file is a link into ``..data``, itself a link to a timestamped folder swapped atomically on
+    rotation; the folder's bookkeeping entries are no settings."""
+    folder = tmp_path / "secrets"
+    version = folder / "..2026_12_02_06_00_00.000000001"
+    version.mkdir(parents=True)
+    (version / "bedside_audit_hmac_key").write_text(FILE_KEY, encoding="utf-8")
+    (version / "bedside_database_url").write_text("sqlite:///mounted.db\n", encoding="utf-8")
+    (folder / "..data").symlink_to(version.name)
+    for name in ("bedside_audit_hmac_key", "bedside_database_url"):
+        (folder / name).symlink_to(f"..data/{name}")
+    monkeypatch.setenv("BEDSIDE_SECRETS_DIR", str(folder))
+    monkeypatch.delenv("BEDSIDE_AUDIT_HMAC_KEY", raising=False)
+    monkeypatch.delenv("BEDSIDE_DATABASE_URL", raising=False)
+    settings = Settings()
+    assert settings.database_url == "sqlite:///mounted.db"
+    assert settings.audit_hmac_key is not None
+    assert settings.audit_hmac_key.get_secret_value() == FILE_KEY
+
+
 def test_a_secrets_folder_that_is_not_there_stops_the_start(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import functools
 import hashlib
@@ -20,6 +21,7 @@ import yaml
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from pydantic import ValidationError
+from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -684,6 +686,29 @@ async def test_postgresql_remembers_tokens_in_the_store_without_waiting_for_the_
             assert connection.exec_driver_sql("SHOW synchronous_commit").scalar() == "off"
         with engine.connect() as connection:
             assert connection.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
+    finally:
+        memory.dispose()
+
+
+async def test_the_postgresql_replay_memory_holds_at_most_two_connections_per_process(
+    engine: Engine,
+) -> None:
+    """docs/deploy.md counts 22 connections per worker: the store's 20 and these 2. Forty
+    concurrent calls are served through them (one writer thread inserts for all)."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("a server database's connection count")
+    memory = replay_engine(engine)
+    opened: list[object] = []
+    event.listen(memory, "connect", lambda connection, _record: opened.append(connection))
+    try:
+        assert memory.pool.size() + memory.pool._max_overflow == 2  # type: ignore[attr-defined]
+        expires = datetime.now(UTC) + timedelta(minutes=5)
+        guard = SqlReplayGuard(memory)
+        answers = await asyncio.gather(
+            *(guard.first_use(TEST_ISSUER, f"jti-pool-{i}", expires) for i in range(40))
+        )
+        assert answers == [True] * 40
+        assert 1 <= len(opened) <= 2
     finally:
         memory.dispose()
 

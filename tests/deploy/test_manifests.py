@@ -32,7 +32,7 @@ from fastapi import FastAPI
 
 from app.cli import build_parser
 from app.factory import create_app
-from app.settings import Settings
+from app.settings import DEFAULT_SECRETS_DIR, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -564,6 +564,36 @@ def container_problems(container: dict[str, Any], where: str) -> list[str]:
     return problems
 
 
+def secrets_folder_of(container: dict[str, Any]) -> str:
+    """Where the container's Bedside reads secret files: BEDSIDE_SECRETS_DIR, else the default."""
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            config = one("ConfigMap", source["configMapRef"]["name"])
+            if "BEDSIDE_SECRETS_DIR" in config["data"]:
+                return config["data"]["BEDSIDE_SECRETS_DIR"]
+    return str(DEFAULT_SECRETS_DIR)
+
+
+def secret_sources(workload: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """Each setting the first container takes from a Secret: name -> (Secret, key), whether as
+    an environment variable or as a file of a Secret volume mounted at its secrets folder."""
+    spec = pod_spec(workload)
+    container = spec["containers"][0]
+    sources = {
+        entry["name"]: (ref["name"], ref["key"])
+        for entry in container.get("env", [])
+        if (ref := entry.get("valueFrom", {}).get("secretKeyRef"))
+    }
+    volumes = {v["name"]: v for v in spec.get("volumes", [])}
+    folder = secrets_folder_of(container)
+    for mount in container.get("volumeMounts", []):
+        secret = volumes.get(mount["name"], {}).get("secret")
+        if secret and mount["mountPath"] == folder:
+            for item in secret.get("items", []):
+                sources[item["path"].upper()] = (secret["secretName"], item["key"])
+    return sources
+
+
 def pod_problems(workload: dict[str, Any], image_user: str) -> list[str]:
     spec = pod_spec(workload)
     where = f"{workload['kind']}/{workload['metadata']['name']}"
@@ -596,6 +626,14 @@ def pod_problems(workload: dict[str, Any], image_user: str) -> list[str]:
             if "configMapRef" in source:
                 config = one("ConfigMap", source["configMapRef"]["name"])
                 problems += setting_problems(list(config["data"]), f"ConfigMap {where}")
+    for volume in volumes.values():
+        for item in volume.get("secret", {}).get("items", []):
+            problems += setting_problems([item["path"].upper()], f"{where} secret file")
+    needed = SECRET_SETTINGS if workload["kind"] == "Deployment" else {"BEDSIDE_DATABASE_URL"}
+    problems += [
+        f"{where}: {name} reaches the pod from no Secret"
+        for name in sorted(needed - set(secret_sources(workload)))
+    ]
     return problems
 
 
@@ -691,13 +729,8 @@ def test_service_hpa_pdb_and_network_policy_point_at_the_pods() -> None:
 
 def test_the_guide_documents_the_secret_the_manifests_read() -> None:
     guide = DOCS.read_text()
-    refs = {
-        (entry["valueFrom"]["secretKeyRef"]["name"], entry["valueFrom"]["secretKeyRef"]["key"])
-        for kind in ("Deployment", "Job")
-        for container in pod_spec(one(kind))["containers"]
-        for entry in container.get("env", [])
-        if "secretKeyRef" in entry.get("valueFrom", {})
-    }
+    refs = {ref for kind in ("Deployment", "Job") for ref in secret_sources(one(kind)).values()}
+    assert refs
     for name, key in refs:
         assert f"kubectl create secret generic {name}" in guide
         assert f"--from-literal={key}=" in guide or f"--from-file={key}=" in guide
@@ -812,12 +845,29 @@ def test_the_kubernetes_checkers_find_problems() -> None:
         (lambda c: c["securityContext"]["capabilities"].update(drop=["NET_RAW"]), "dropped"),
         (lambda c: c["resources"].pop("limits"), "resources.limits"),
         (lambda c: c.update(image="registry.hospital.example/bedside"), "no tag"),
-        (lambda c: c["env"].append({"name": "BEDSIDE_NOPE", "value": "1"}), "not a setting"),
         (
-            lambda c: c["env"].append({"name": "BEDSIDE_AUDIT_HMAC_KEY", "value": "k" * 32}),
+            lambda c: c.setdefault("env", []).append({"name": "BEDSIDE_NOPE", "value": "1"}),
+            "not a setting",
+        ),
+        (
+            lambda c: c.setdefault("env", []).append(
+                {"name": "BEDSIDE_AUDIT_HMAC_KEY", "value": "k" * 32}
+            ),
             "not taken from a Secret",
+        ),
+        (
+            lambda c: next(m for m in c["volumeMounts"] if m["name"] == "secrets").update(
+                mountPath="/etc/secrets"
+            ),
+            "BEDSIDE_AUDIT_HMAC_KEY reaches the pod from no Secret",
         ),
     ]:
         doc = copy.deepcopy(deployment)
         change(pod_spec(doc)["containers"][0])
         assert expected in "\n".join(pod_problems(doc, user))
+    doc = copy.deepcopy(deployment)
+    (volume,) = [v for v in pod_spec(doc)["volumes"] if "secret" in v]
+    volume["secret"]["items"][-1]["path"] = "bedside_audit_key"
+    problems = "\n".join(pod_problems(doc, user))
+    assert "BEDSIDE_AUDIT_KEY is not a setting" in problems
+    assert "BEDSIDE_AUDIT_HMAC_KEY reaches the pod from no Secret" in problems
