@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 
-.PHONY: install serve test test-postgres lint format ci bench bench-reports bench-quick bench-http model
+.PHONY: install serve test test-postgres lint format audit ci bench bench-reports bench-quick bench-http model
 
 $(BIN)/bedside: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ lint: install
 format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# Known vulnerabilities in the installed packages (PIP_AUDIT_REQUIRED=true: fail if none could be audited).
+audit: install
+	$(BIN)/python .ci/pip_audit.py
 
 ci:
 	bash .ci/run
