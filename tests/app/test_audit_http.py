@@ -281,6 +281,68 @@ def test_feedback_joins_its_prediction_and_duplicate_late_orphan_and_bad_entries
     assert verify_chain(engine, "feedback").broken is None
 
 
+@pytest.mark.parametrize("auth", ["jwt", "insecure-dev"])
+def test_feedback_while_the_store_is_down_gets_503_and_its_retry_is_stored_exactly_once(
+    run_bedside: RunBedside,
+    trained_model: TrainedModel,
+    stays_by_risk: list,
+    database_url: str,
+    tmp_path: Path,
+    engine: Any,
+    auth: str,
+) -> None:
+    """Nothing is acknowledged that was not stored: feedback sent while the store takes no
+    writes gets a 503 OperationOutcome (retry) and /readyz fails; the EHR's retry after recovery
+    stores the entry once, and a retry of feedback already stored is a duplicate (a 200 saying
+    so), not a second row. With JWT auth the replay memory refuses the call first; without it
+    (``insecure-dev``) the feedback chain itself is what cannot be written."""
+    _, record, encounter = stays_by_risk[-1]
+    with (
+        AuditStoreOutage(database_url, tmp_path) as outage,
+        run_bedside(
+            packages=[trained_model.package],
+            database_url=outage.url,
+            insecure_dev_auth=auth == "insecure-dev",
+        ) as client,
+    ):
+        card = card_of(client, hook_request("encounter-discharge", record, encounter))
+        body = {"feedback": [feedback_entry(card["uuid"], "overridden")]}
+        outage.cut()
+        started = time.monotonic()
+        during = client.feedback(DISCHARGE, body)
+        elapsed = time.monotonic() - started
+        ready_during = client.http.get(f"{client.base_url}/readyz")
+        stored_during = rows(engine, FeedbackRecord)  # read past the outage (relay or lock)
+        outage.restore()
+        ready_after = client.http.get(f"{client.base_url}/readyz")
+        retried = client.feedback(DISCHARGE, body)  # each call signed anew, as an EHR does
+        retried_again = client.feedback(DISCHARGE, body)  # its answer was lost, say
+    assert during.status_code == 503, during.text
+    assert during.headers["retry-after"] == "5"
+    assert during.json()["resourceType"] == "OperationOutcome"
+    assert [i["code"] for i in during.json()["issue"]] == ["transient"]
+    assert elapsed < 10, f"waited {elapsed:.1f} s: a store that is down must not hang the EHR"
+    assert stored_during == []
+    assert ready_during.status_code == 503
+    assert ready_during.json()["checks"]["audit"] == "not taking writes"
+    assert ready_after.status_code == 200
+    assert retried.status_code == 200, retried.text
+    assert [i["diagnostics"] for i in retried.json()["issue"]] == [
+        "stored 1 of 1 feedback entries (0 already on record, 0 rejected)"
+    ]  # and no warning: the card's prediction is on record
+    assert retried_again.status_code == 200, retried_again.text
+    assert [i["diagnostics"] for i in retried_again.json()["issue"]] == [
+        "stored 0 of 1 feedback entries (1 already on record, 0 rejected)"
+    ]
+    stored = rows(engine, FeedbackRecord)
+    assert [(str(r["card_uuid"]), r["outcome"], r["override_code"]) for r in stored] == [
+        (card["uuid"], "overridden", "risk-overestimated")
+    ]
+    assert stored[0]["client_iss"] == (client.iss if auth == "jwt" else "insecure-dev")
+    report = verify_chain(engine, "feedback")
+    assert report.broken is None and report.records == 1
+
+
 # --- outcomes and access ---------------------------------------------------------------------
 
 
