@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+)
 
 UserReference = Annotated[
     str,
@@ -22,7 +29,12 @@ def _is_bundle(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
-Bundle = Annotated[dict[str, Any], AfterValidator(_is_bundle)]
+BUNDLE_SCHEMA = {
+    "type": "object",
+    "required": ["resourceType"],
+    "properties": {"resourceType": {"const": "Bundle"}},
+}
+Bundle = Annotated[dict[str, Any], AfterValidator(_is_bundle), WithJsonSchema(BUNDLE_SCHEMA)]
 
 
 class HookContext(BaseModel):

@@ -16,13 +16,15 @@ from pydantic import (
     ConfigDict,
     Field,
     HttpUrl,
-    SecretStr,
+    Secret,
     StringConstraints,
     field_validator,
     model_validator,
 )
 
 NonEmptyStr = Annotated[str, StringConstraints(min_length=1)]
+# RFC 6750 b64token: what an ``Authorization: Bearer`` header to the FHIR server can carry.
+BearerToken = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9\-._~+/]+=*$")]
 SUMMARY_MAX_CHARS = 139
 
 
@@ -174,7 +176,7 @@ class DiscoveryResponse(SpecModel):
 class FhirAuthorization(SpecModel):
     """The EHR's access token for its FHIR server: transient, never stored or logged."""
 
-    access_token: SecretStr
+    access_token: Secret[BearerToken]
     token_type: Literal["Bearer"]
     expires_in: int = Field(ge=0)
     scope: NonEmptyStr
@@ -183,6 +185,10 @@ class FhirAuthorization(SpecModel):
 
 
 class HookRequest(SpecModel):
+    model_config = ConfigDict(
+        json_schema_extra={"dependentRequired": {"fhirAuthorization": ["fhirServer"]}}
+    )
+
     hook: NonEmptyStr
     hook_instance: UUID = Field(alias="hookInstance")
     fhir_server: HttpUrl | None = Field(default=None, alias="fhirServer")

@@ -19,6 +19,13 @@ from cds_hooks.contexts import validate_context
 from cds_hooks.errors import ProtocolError, issue, operation_outcome, validation_issues
 from cds_hooks.feedback import FeedbackStore
 from cds_hooks.models import DiscoveryResponse, FeedbackEntry, HookRequest
+from cds_hooks.openapi import (
+    FEEDBACK_EXAMPLE,
+    HOOK_REQUEST_EXAMPLE,
+    feedback_schema,
+    hook_request_schema,
+    json_request_body,
+)
 from cds_hooks.registry import CdsService, HookCall, ServiceRegistry
 from cds_hooks.responses import JsonResponse
 from fhir_mappers.fhir_client import FhirClient
@@ -79,7 +86,13 @@ async def discovery(runtime: Runtime, client: Client) -> JsonResponse:
     return JsonResponse(DiscoveryResponse(services=services).to_wire())
 
 
-@router.post("/cds-services/{service_id}", summary="Call a CDS service")
+@router.post(
+    "/cds-services/{service_id}",
+    summary="Call a CDS service",
+    description="A CDS Hooks request for the service's hook. The context is validated against "
+    "the hook's definition; prefetch the request lacks is fetched from `fhirServer`.",
+    openapi_extra=json_request_body(hook_request_schema(), HOOK_REQUEST_EXAMPLE),
+)
 async def call_service(
     service_id: str, request: Request, runtime: Runtime, client: Client
 ) -> JsonResponse:
@@ -106,7 +119,13 @@ async def call_service(
     return JsonResponse(response.to_wire())
 
 
-@router.post("/cds-services/{service_id}/feedback", summary="Report what clinicians did with cards")
+@router.post(
+    "/cds-services/{service_id}/feedback",
+    summary="Report what clinicians did with cards",
+    description="Each entry is validated on its own: valid ones are stored, invalid ones are "
+    "reported as `feedback[i]…` issues. A re-sent entry is recognised as a duplicate.",
+    openapi_extra=json_request_body(feedback_schema(), FEEDBACK_EXAMPLE),
+)
 async def feedback(
     service_id: str, request: Request, runtime: Runtime, client: Client
 ) -> JsonResponse:

@@ -240,8 +240,9 @@ def _alerts(rows: Sequence[Row], buckets: set[str]) -> list[Row]:
 
 
 def _flag_rows(flags: Iterable[FlagCell], expected: float | None, small: int) -> list[Row]:
-    """Flag rate (Wilson 95%) per bucket in time order, then the whole window."""
-    totals: dict[str, list[int]] = {}
+    """Flag rate (Wilson 95%) per bucket in time order, then the whole window (also when it
+    holds no predictions)."""
+    totals: dict[str, list[int]] = {ALL: [0, 0]}
     for bucket, n, flagged in flags:
         for key in (bucket, ALL):
             cell = totals.setdefault(key, [0, 0])

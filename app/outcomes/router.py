@@ -13,6 +13,7 @@ from app.access.dependencies import require_roles
 from app.access.tokens import Principal
 from app.outcomes.store import Outcome, encounter_id_of
 from cds_hooks.errors import ProtocolError, issue, operation_outcome, validation_issues
+from cds_hooks.openapi import json_request_body
 from cds_hooks.responses import JsonResponse
 from cds_hooks.router import json_body
 
@@ -69,9 +70,7 @@ BATCH_SCHEMA = {
     description="Each entry is validated on its own: valid ones are stored, invalid ones are "
     "reported as `outcomes[i]…` issues. A re-sent outcome is recognised as a duplicate.",
     responses={200: {"description": "an OperationOutcome saying what was stored"}},
-    openapi_extra={
-        "requestBody": {"required": True, "content": {"application/json": {"schema": BATCH_SCHEMA}}}
-    },
+    openapi_extra=json_request_body(BATCH_SCHEMA),
 )
 async def post_outcomes(
     request: Request,

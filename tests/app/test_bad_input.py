@@ -18,6 +18,7 @@ import pytest
 
 from app.access.tokens import create_token
 from tests.support.api_tokens import bearer
+from tests.support.fhir_server import FhirTestServer
 
 RunBedside = Callable[..., Any]
 MAX_BODY = 1024 * 1024  # above the deepest bodies below (~600 kB)
@@ -287,3 +288,43 @@ def test_hostile_authorization_headers_are_refused_with_401_never_500(
         assert answer.status_code == 401, f"{endpoint} {case}: {answer.status_code} {answer.text}"
         if endpoint == OUTCOMES:  # the CDS endpoints' 401 is bare on purpose
             assert_operation_outcome(answer, 401, f"{endpoint} {case}")
+
+
+GOOD_FHIR_TOKEN = "eyJhbGciOi.eyJzdWIiOi-_~+/=="
+UNSENDABLE_FHIR_TOKENS = {
+    "not ascii": "jeton-d'accès-é",
+    "cyrillic": "ключ",
+    "a space": "two words",
+    "a line break": "token\r\nX-Injected: 1",
+}
+
+
+def with_fhir_token(fhir_base_url: str, token: str) -> dict[str, Any]:
+    """The good service call, with ``observations`` left to be read from the FHIR server."""
+    body = good_body(SERVICE)
+    del body["prefetch"]["observations"]
+    authorization = {"token_type": "Bearer", "expires_in": 300, "scope": "x", "subject": "y"}
+    return {
+        **body,
+        "fhirServer": fhir_base_url,
+        "fhirAuthorization": {**authorization, "access_token": token},
+    }
+
+
+def test_a_fhir_access_token_no_bearer_header_can_carry_is_a_400_never_a_500(
+    run_bedside: RunBedside, fhir_server: FhirTestServer
+) -> None:
+    """Found by the OpenAPI fuzz: a non-ASCII ``access_token`` failed as it was put in the FHIR
+    request's header (500). It must be an RFC 6750 token, checked before anything is fetched."""
+    with run_bedside() as client:
+        answers = {
+            case: client.call("test-discharge", with_fhir_token(fhir_server.base_url, token))
+            for case, token in UNSENDABLE_FHIR_TOKENS.items()
+        }
+        good = client.call("test-discharge", with_fhir_token(fhir_server.base_url, GOOD_FHIR_TOKEN))
+    for case, answer in answers.items():
+        assert_operation_outcome(answer, 400, case)
+        assert answer.json()["issue"][0]["expression"] == ["fhirAuthorization.access_token"], case
+        assert UNSENDABLE_FHIR_TOKENS[case] not in answer.text, case
+    assert good.status_code == 200, good.text
+    assert {call.authorization for call in fhir_server.calls} == {f"Bearer {GOOD_FHIR_TOKEN}"}

@@ -112,6 +112,17 @@ def test_small_buckets_are_suppressed_and_never_alert() -> None:
     assert only_small["latest_complete_bucket"] is None and only_small["alerts"] == []
 
 
+def test_a_window_without_predictions_has_its_whole_window_rows_suppressed() -> None:
+    """It was a 500 (no whole-window row to protect against) on every empty report."""
+    found = report([], [], [])
+    assert [row["bucket"] for row in found["flag_rate"]] == [ALL]
+    assert found["flag_rate"][0][C.N] == C.SUPPRESSED
+    for feature in ("a", "b", SCORE):
+        assert rows_of(found, feature)[ALL][C.N] == C.SUPPRESSED
+    assert found["latest_complete_bucket"] is None and found["alerts"] == []
+    assert found[C.DRIFT_ALERT] is False
+
+
 def test_no_hidden_count_follows_from_rates_or_the_whole_window() -> None:
     """The reviewer's leaks: missing_rate × n and flag_rate × n gave a small count, and the whole
     window's n − the other buckets gave a hidden bucket's n."""
