@@ -23,11 +23,20 @@ from app.demo.threaded_server import free_port, serving
 from app.store.database import make_engine
 
 MARKER = ".bedside-demo"
+DEFAULT_PATIENTS = 1000
+"""Enough for every age band's override rate to clear the reports' small-cell suppression
+(``BEDSIDE_REPORT_MIN_CELL``, 10): the smallest band, 18-44, is about 14 % of the patients and
+overridden at ``OVERRIDE_RATE_BASE``; at 200 even the 75+ band's rate was hidden."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dir", type=Path, default=Path("var/demo"), help="the demo's folder")
-    parser.add_argument("--patients", type=int, default=200, help="patients discharged")
+    parser.add_argument(
+        "--patients",
+        type=int,
+        default=DEFAULT_PATIENTS,
+        help="patients discharged (fewer leave the small age bands' override rates suppressed)",
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--port", type=int, default=8000, help="Bedside's port (0: any free)")
     parser.add_argument(
