@@ -9,9 +9,11 @@ from pathlib import Path
 
 import httpx
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from sqlalchemy.engine import Engine
+from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import Receive, Scope, Send
 
@@ -250,6 +252,17 @@ def _install_error_handlers(app: FastAPI) -> None:
             for detail in error.errors()
         ]
         return _outcome_response(400, issues)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException) -> Response:
+        """Errors Starlette and FastAPI raise themselves (a form that cannot be parsed: 400) as
+        OperationOutcomes; a redirect stays a redirect."""
+        if error.status_code < 400:
+            return await http_exception_handler(request, error)
+        issues = [
+            issue(str(error.detail), code="invalid" if error.status_code < 500 else "exception")
+        ]
+        return _outcome_response(error.status_code, issues, headers=error.headers)
 
     @app.exception_handler(404)
     async def not_found(_request: Request, _error: Exception) -> Response:

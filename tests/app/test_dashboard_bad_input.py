@@ -97,6 +97,10 @@ def test_broken_sign_in_bodies_are_refused_never_a_server_error(
         assert "x" * 600 not in answer.text, f"{case}: the token is echoed"
         if expected == 401:
             assert UNKNOWN_TOKEN in answer.text and 'name="token"' in answer.text, case
+        else:  # refused before the form is read: an OperationOutcome, as everywhere else
+            outcome = answer.json()
+            assert outcome["resourceType"] == "OperationOutcome", f"{case}: {outcome}"
+            assert outcome["issue"][0]["diagnostics"], case
     assert good.status_code == 303 and "set-cookie" in good.headers
 
 
